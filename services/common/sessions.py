@@ -1,0 +1,63 @@
+"""Authenticating a request or a WebSocket handshake: find the token, verify it, check revocation."""
+
+from collections.abc import Mapping
+
+from fastapi import HTTPException, Request, status
+from redis.asyncio import Redis
+
+from services.common.redis_schema import revoked_key
+from services.common.tokens import InvalidToken, Principal, TokenVerifier
+
+SESSION_COOKIE = "chat_session"
+
+
+def token_from(headers: Mapping[str, str], cookies: Mapping[str, str]) -> tuple[str | None, bool]:
+    """The access token and whether it came from the cookie (which needs an Origin check)."""
+    authorization = headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip(), False
+    cookie = cookies.get(SESSION_COOKIE)
+    return (cookie, True) if cookie else (None, False)
+
+
+async def authenticate(token: str | None, verifier: TokenVerifier, redis: Redis) -> Principal:
+    """The principal of a valid, unrevoked token; raises InvalidToken otherwise."""
+    if not token:
+        raise InvalidToken("not authenticated")
+    principal = verifier.verify(token)
+    if await session_revoked(redis, principal.session_id):
+        raise InvalidToken("session ended")
+    return principal
+
+
+async def session_revoked(redis: Redis, session_id: str) -> bool:
+    return bool(await redis.exists(revoked_key(session_id)))
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+    """A cookie-authenticated write must come from one of our pages.
+
+    Browsers send ``Origin`` on every cross-site write; a request without one
+    comes from a non-browser client, which cannot ride a user's cookie.
+    """
+    return origin is None or origin.rstrip("/") in allowed
+
+
+async def request_principal(request: Request) -> Principal:
+    """The caller of an HTTP request, or a 401 (403 for a cross-site write)."""
+    token, from_cookie = token_from(request.headers, request.cookies)
+    if from_cookie and request.method not in SAFE_METHODS:
+        if not origin_allowed(request.headers.get("origin"), request.app.state.settings.allowed_origins):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Cross-site request refused.")
+    try:
+        return await authenticate(token, request.app.state.verifier, request.app.state.redis)
+    except InvalidToken as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="Not authenticated: log in first.",
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from exc

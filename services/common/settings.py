@@ -1,0 +1,44 @@
+"""The settings every service reads from ``SALA_*`` environment variables."""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Base of each service's settings model; subclasses add their own fields."""
+
+    model_config = SettingsConfigDict(env_prefix="SALA_", extra="ignore")
+
+    env: Literal["dev", "production"] = "dev"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    jwt_verify_keys_file: Path | None = None
+    jwt_issuer: str = "sala"
+    jwt_audience: str = "sala"
+    allowed_origins: Annotated[list[str], NoDecode] = [
+        "http://127.0.0.1:8080",
+        "http://localhost:8080",
+    ]
+    # Addresses whose X-Forwarded-For is believed: the edge, and only the edge.
+    trusted_proxies: str = "127.0.0.1"
+    presence_timeout_seconds: float = 10.0
+    room_history_max: int = 1000
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_production(self) -> "ServiceSettings":
+        if self.env == "production" and any(o.startswith("http://") for o in self.allowed_origins):
+            raise ValueError("SALA_ALLOWED_ORIGINS must be https:// origins when SALA_ENV=production")
+        return self

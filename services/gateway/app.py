@@ -1,0 +1,107 @@
+"""Builds the gateway's app: the chat socket, health, metrics, and the background duties."""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from redis.exceptions import RedisError
+
+from services.common.http import install_common
+from services.common.presence import run_reaper, utc_now_iso
+from services.common.redis_client import create_redis, redis_ready
+from services.common.redis_schema import Scripts
+from services.common.tokens import TokenVerifier, load_public_keys
+from services.gateway import store
+from services.gateway.hub import Hub
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.routes import router
+from services.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+async def keep_alive(app: FastAPI) -> None:
+    """Heartbeat; if this gateway was given up for dead, its sockets reconnect to rebuild presence."""
+    settings, redis, hub = app.state.settings, app.state.redis, app.state.hub
+    first = True
+    while True:
+        try:
+            forgotten = await store.heartbeat(redis, settings.gateway_id, int(time.time() * 1000))
+            if forgotten and not first and hub.connection_count:
+                log.warning("this gateway was presumed dead; asking clients to reconnect")
+                hub.close_all(1012, "presence lost; reconnect")
+            first = False
+            await _record_unrecorded_leaves(app)
+        except RedisError as exc:
+            log.warning("heartbeat failed", extra={"error": str(exc)})
+        await asyncio.sleep(settings.heartbeat_seconds)
+
+
+async def _record_unrecorded_leaves(app: FastAPI) -> None:
+    settings, pending = app.state.settings, app.state.unrecorded_leaves
+    while pending:
+        code, conn_id = pending[0]
+        await store.leave(app.state.scripts, settings.gateway_id, code, conn_id, utc_now_iso(), settings.room_history_max, 0)
+        pending.pop(0)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    verifier = TokenVerifier(load_public_keys(settings.jwt_verify_keys_file), settings.jwt_issuer, settings.jwt_audience)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics: GatewayMetrics = app.state.metrics
+        app.state.redis = create_redis(settings.redis_url)
+        # Publishing and subscribing never share a connection.
+        app.state.pubsub_redis = create_redis(settings.redis_url)
+        app.state.scripts = Scripts.register(app.state.redis)
+        app.state.hub = hub = Hub(
+            app.state.redis,
+            app.state.pubsub_redis,
+            settings.pubsub_health_seconds,
+            on_fanout=metrics.fanned_out.inc,
+            on_reconnect=metrics.redis_reconnects.inc,
+        )
+        metrics.local_rooms.set_function(lambda: len(hub.rooms))
+        metrics.send_queue_depth.set_function(
+            lambda: sum(socket.queued for room in hub.rooms.values() for socket in room.sockets)
+        )
+        await hub.start()
+        duties = [
+            asyncio.create_task(keep_alive(app), name="heartbeat"),
+            asyncio.create_task(
+                run_reaper(app.state.redis, app.state.scripts, settings.presence_timeout_seconds, settings.room_history_max),
+                name="reaper",
+            ),
+        ]
+        try:
+            yield
+        finally:
+            for task in duties:
+                task.cancel()
+            await asyncio.gather(*duties, return_exceptions=True)
+            await hub.stop()
+            with contextlib.suppress(RedisError):
+                await _record_unrecorded_leaves(app)
+                await store.retire(app.state.redis, settings.gateway_id)
+            await app.state.pubsub_redis.aclose()
+            await app.state.redis.aclose()
+
+    app = FastAPI(title="Sala gateway", lifespan=lifespan, openapi_url=None, docs_url=None)
+    app.state.settings = settings
+    app.state.verifier = verifier
+    app.state.draining = False
+    app.state.unrecorded_leaves = []
+
+    async def readiness(request: Request) -> dict[str, bool]:
+        state = request.app.state
+        return {"redis": await redis_ready(state.redis), "pubsub": state.hub.connected.is_set(), "draining": not state.draining}
+
+    registry = install_common(app, readiness)
+    app.state.metrics = GatewayMetrics(registry)
+    app.include_router(router)
+    return app

@@ -1,0 +1,213 @@
+"""One client socket: join, welcome, then a sender and a receiver in one task group."""
+
+import asyncio
+import logging
+import time
+import uuid
+
+import orjson
+from fastapi import WebSocket, WebSocketDisconnect
+from redis.exceptions import RedisError
+
+from services.common.presence import utc_now_iso
+from services.common.tokens import Principal
+from services.gateway import store
+from services.gateway.frames import ChatMessage, FrameError, parse_client_frame
+from services.gateway.hub import Hub
+from services.gateway.limits import TokenBucket
+from services.gateway.settings import GatewaySettings
+from services.gateway.store import EventId
+
+log = logging.getLogger(__name__)
+
+CLOSE_ROOM_GONE = 4404
+CLOSE_UNSUPPORTED = 1003
+CLOSE_TRY_AGAIN = 1013
+CLOSE_INTERNAL = 1011
+
+
+class CloseSocket(Exception):
+    """End the socket with this close code."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class _Close:
+    """A request, queued behind pending frames, to close the socket."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class ClientConnection:
+    def __init__(
+        self, websocket: WebSocket, principal: Principal, code: str, since: EventId | None, hub: Hub, app_state: object
+    ) -> None:
+        self.websocket = websocket
+        self.principal = principal
+        self.session_id = principal.session_id
+        self.code = code
+        self.since = since
+        self.conn_id = uuid.uuid4().hex
+        self.last_id: EventId = (0, 0)
+        self._hub = hub
+        self._state = app_state
+        self._settings: GatewaySettings = app_state.settings
+        self._queue: asyncio.Queue[tuple[EventId | None, str] | _Close] = asyncio.Queue()
+        self._closing = False
+        self._bucket = TokenBucket(self._settings.message_rate_per_second, self._settings.message_burst)
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    # Called by the hub.
+
+    def deliver(self, event_id: EventId, frame: str) -> None:
+        if self._closing:
+            return
+        if self._queue.qsize() >= self._settings.send_queue_max:
+            self.close(CLOSE_TRY_AGAIN, "too far behind; reconnect with since")
+            return
+        self._queue.put_nowait((event_id, frame))
+
+    def close(self, code: int, reason: str) -> None:
+        if not self._closing:
+            self._closing = True
+            self._queue.put_nowait(_Close(code, reason))
+
+    # The socket's life.
+
+    async def run(self) -> None:
+        settings, scripts = self._settings, self._state.scripts
+        try:
+            room = await self._hub.attach(self)
+            joined = await store.join(
+                scripts,
+                settings.gateway_id,
+                self.code,
+                self.conn_id,
+                self.principal.user_id,
+                self.principal.username,
+                utc_now_iso(),
+                settings.room_history_max,
+            )
+        except BaseException:
+            self._hub.detach(self)
+            raise
+        if joined is None:
+            self._hub.detach(self)
+            await self.websocket.close(CLOSE_ROOM_GONE, "no live room with this code")
+            return
+        self._state.metrics.connections.inc()
+        try:
+            await self._welcome(room, joined)
+            await self._pump()
+        finally:
+            self._hub.detach(self)
+            self._state.metrics.connections.dec()
+            await self._leave()
+
+    async def _welcome(self, room: "object", joined: store.Joined) -> None:
+        history = await store.history(self._state.redis, self.code, self.since, self._settings.history_on_join)
+        if history.last_id is not None:
+            self.last_id = history.last_id
+            room.seen(history.last_id)
+        welcome = {
+            "type": "welcome",
+            "room": {"code": self.code, "name": joined.name},
+            "you": self.principal.username,
+            "members": joined.members,
+            "history": [orjson.Fragment(frame) for frame in history.frames],
+        }
+        if self.since is not None:
+            welcome["truncated"] = history.truncated
+        await self.websocket.send_text(orjson.dumps(welcome).decode())
+
+    async def _pump(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._send_loop())
+                group.create_task(self._receive_loop())
+        except* CloseSocket as closing:
+            first = closing.exceptions[0]
+            await self._close_quietly(first.code, first.reason)
+        except* (WebSocketDisconnect, OSError):
+            pass
+        except* RedisError as failure:
+            log.warning("Redis failed during a socket; closing it", extra={"error": str(failure.exceptions[0])})
+            await self._close_quietly(CLOSE_TRY_AGAIN, "temporarily unavailable; reconnect with since")
+
+    async def _close_quietly(self, code: int, reason: str) -> None:
+        try:
+            await self.websocket.close(code, reason)
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            log.debug("socket already closed", extra={"conn": self.conn_id})
+
+    async def _send_loop(self) -> None:
+        send = self.websocket.send_text
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            while True:
+                if isinstance(item, _Close):
+                    raise CloseSocket(item.code, item.reason)
+                event_id, frame = item
+                if event_id is None or event_id > self.last_id:
+                    if event_id is not None:
+                        self.last_id = event_id
+                    await send(frame)
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
+
+    async def _receive_loop(self) -> None:
+        settings, scripts = self._settings, self._state.scripts
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            text = message.get("text")
+            if text is None:
+                raise CloseSocket(CLOSE_UNSUPPORTED, "binary frames are not supported")
+            parsed = parse_client_frame(text)
+            if isinstance(parsed, ChatMessage) and not self._bucket.allow():
+                parsed = FrameError("rate_limited", "Too many messages; slow down.", parsed.ref)
+            if isinstance(parsed, FrameError):
+                self._queue.put_nowait((None, parsed.frame()))
+                continue
+            await self._send_message(parsed, scripts, settings)
+
+    async def _send_message(self, message: ChatMessage, scripts: object, settings: GatewaySettings) -> None:
+        body = orjson.dumps(
+            {"type": "message", "username": self.principal.username, "text": message.text, "ts": utc_now_iso()}
+        )
+        event_id = await store.append_message(scripts, self.code, body, settings.room_history_max)
+        if event_id is None:
+            raise CloseSocket(CLOSE_ROOM_GONE, "the room has closed")
+        if message.ref is not None:
+            self._queue.put_nowait((None, orjson.dumps({"type": "ack", "ref": message.ref, "id": event_id}).decode()))
+
+    async def _leave(self) -> None:
+        draining = self._state.draining
+        linger_until = int((time.time() + self._settings.drain_linger_seconds) * 1000) if draining else 0
+        try:
+            await store.leave(
+                self._state.scripts,
+                self._settings.gateway_id,
+                self.code,
+                self.conn_id,
+                utc_now_iso(),
+                self._settings.room_history_max,
+                linger_until,
+            )
+        except RedisError as exc:
+            # Not lost: the heartbeat loop records it once Redis answers again.
+            log.warning("leave not recorded yet; retried", extra={"conn": self.conn_id, "error": str(exc)})
+            self._state.unrecorded_leaves.append((self.code, self.conn_id))

@@ -1,0 +1,237 @@
+"""One process's view of the bus: a single pub/sub connection, one subscription per room.
+
+Each event arrives once per gateway, already encoded as its final frame, and
+is handed to every local socket of the room as is. The hub re-establishes a
+dropped or deaf subscription itself and recovers what it missed from the
+room's stream, so no event is lost to a Redis hiccup.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from services.common.redis_schema import REVOCATIONS_CHANNEL, ROOM_PREFIX, parse_event_id, room_key
+from services.gateway import store
+from services.gateway.store import EventId
+
+log = logging.getLogger(__name__)
+
+MIN_BACKOFF_SECONDS = 0.05
+PING_MESSAGE = "sala-hub-ping"
+MAX_BACKOFF_SECONDS = 2.0
+
+
+class Subscriber(Protocol):
+    """A local socket as the hub sees it."""
+
+    code: str
+    session_id: str
+
+    def deliver(self, event_id: EventId, frame: str) -> None: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class DeafSubscription(Exception):
+    """The pub/sub connection stopped answering pings."""
+
+
+class LocalRoom:
+    """The sockets of one room on this gateway, and the last event they were given."""
+
+    __slots__ = ("code", "channel", "sockets", "last_id", "subscribed")
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.channel = room_key(code)
+        self.sockets: set[Subscriber] = set()
+        self.last_id: EventId | None = None
+        self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def dispatch(self, event_id: EventId, frame: str) -> int:
+        """Hand a new event to every local socket; returns how many got it (0 for a duplicate)."""
+        if self.last_id is not None and event_id <= self.last_id:
+            return 0
+        self.last_id = event_id
+        for socket in self.sockets:
+            socket.deliver(event_id, frame)
+        return len(self.sockets)
+
+    def seen(self, event_id: EventId | None) -> None:
+        if event_id is not None and (self.last_id is None or event_id > self.last_id):
+            self.last_id = event_id
+
+
+def frame_event_id(frame: str) -> EventId:
+    """The id of an event frame, which the scripts always put first: ``{"id":"...",``."""
+    return parse_event_id(frame[7 : frame.index('"', 7)])
+
+
+class Hub:
+    def __init__(
+        self,
+        redis: Redis,
+        pubsub_redis: Redis,
+        health_seconds: float,
+        on_fanout: Callable[[int], None] = lambda n: None,
+        on_reconnect: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._redis = redis
+        self._pubsub_redis = pubsub_redis
+        self._health_seconds = health_seconds
+        self._on_fanout = on_fanout
+        self._on_reconnect = on_reconnect
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._backoff = MIN_BACKOFF_SECONDS
+        self.connected = asyncio.Event()
+        self.rooms: dict[str, LocalRoom] = {}
+        self.sessions: dict[str, set[Subscriber]] = {}
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hub-reader")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._pubsub:
+            await self._pubsub.aclose()
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(room.sockets) for room in self.rooms.values())
+
+    def watch_session(self, socket: Subscriber) -> None:
+        self.sessions.setdefault(socket.session_id, set()).add(socket)
+
+    async def attach(self, socket: Subscriber) -> LocalRoom:
+        """Add the socket to its room, subscribing first if it is the room's first here."""
+        room = self.rooms.get(socket.code)
+        if room is None:
+            room = self.rooms[socket.code] = LocalRoom(socket.code)
+            if self.connected.is_set() and self._pubsub is not None:
+                try:
+                    await self._pubsub.subscribe(room.channel)
+                except (RedisError, OSError) as exc:
+                    log.warning("subscribe failed; it is retried on reconnect", extra={"error": str(exc)})
+        room.sockets.add(socket)
+        await asyncio.shield(room.subscribed)
+        return room
+
+    def detach(self, socket: Subscriber) -> None:
+        sockets = self.sessions.get(socket.session_id)
+        if sockets is not None:
+            sockets.discard(socket)
+            if not sockets:
+                del self.sessions[socket.session_id]
+        room = self.rooms.get(socket.code)
+        if room is None:
+            return
+        room.sockets.discard(socket)
+        if not room.sockets:
+            del self.rooms[socket.code]
+            if not room.subscribed.done():
+                room.subscribed.cancel()
+            if self.connected.is_set() and self._pubsub is not None:
+                asyncio.create_task(self._unsubscribe(room.channel))
+
+    def close_all(self, code: int, reason: str) -> None:
+        for room in list(self.rooms.values()):
+            for socket in list(room.sockets):
+                socket.close(code, reason)
+
+    async def _unsubscribe(self, channel: str) -> None:
+        if channel[len(ROOM_PREFIX) :] in self.rooms or self._pubsub is None:
+            return
+        try:
+            await self._pubsub.unsubscribe(channel)
+        except (RedisError, OSError) as exc:
+            log.warning("unsubscribe failed", extra={"error": str(exc)})
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._connect_and_listen()
+            except (RedisError, OSError, DeafSubscription) as exc:
+                log.warning("pub/sub connection lost; reconnecting", extra={"error": str(exc)})
+            self.connected.clear()
+            self._on_reconnect()
+            if self._pubsub is not None:
+                await self._pubsub.aclose()
+                self._pubsub = None
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def _connect_and_listen(self) -> None:
+        pubsub = self._pubsub = self._pubsub_redis.pubsub()
+        held = await self._subscribe_all(pubsub)
+        # Subscribed everywhere: now what was missed meanwhile can be read without a gap.
+        for room in list(self.rooms.values()):
+            if room.last_id is not None:
+                for event_id, frame in await store.events_after(self._redis, room.code, room.last_id):
+                    self._on_fanout(room.dispatch(event_id, frame))
+            if not room.subscribed.done():
+                room.subscribed.set_result(None)
+        self.connected.set()
+        self._backoff = MIN_BACKOFF_SECONDS
+        for message in held:
+            self._handle(message)
+        await self._listen(pubsub)
+
+    async def _subscribe_all(self, pubsub: PubSub) -> list[dict]:
+        """Subscribe to every channel, rooms attached meanwhile included; returns the messages read meanwhile."""
+        held: list[dict] = []
+        subscribed: set[str] = set()
+        pending = {REVOCATIONS_CHANNEL, *(room.channel for room in self.rooms.values())}
+        while pending:
+            await pubsub.subscribe(*pending)
+            deadline = time.monotonic() + self._health_seconds * 2
+            while pending:
+                message = await pubsub.get_message(timeout=self._health_seconds)
+                if message is None:
+                    if time.monotonic() > deadline:
+                        raise DeafSubscription("no subscription confirmation")
+                elif message["type"] == "subscribe":
+                    pending.discard(message["channel"])
+                    subscribed.add(message["channel"])
+                elif message["type"] == "message":
+                    held.append(message)
+            pending = {room.channel for room in self.rooms.values()} - subscribed
+        return held
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        last_heard = last_ping = time.monotonic()
+        while True:
+            message = await pubsub.get_message(timeout=self._health_seconds)
+            now = time.monotonic()
+            if message is not None:
+                last_heard = now
+                self._handle(message)
+            elif now - last_heard > self._health_seconds * 2:
+                raise DeafSubscription("no answer to ping")
+            if now - last_ping >= self._health_seconds:
+                last_ping = now
+                await pubsub.ping(PING_MESSAGE)
+
+    def _handle(self, message: dict) -> None:
+        kind, channel = message["type"], message["channel"]
+        if kind == "message":
+            if channel == REVOCATIONS_CHANNEL:
+                for socket in list(self.sessions.get(message["data"], ())):
+                    socket.close(4001, "session ended")
+                return
+            room = self.rooms.get(channel[len(ROOM_PREFIX) :])
+            if room is not None:
+                data = message["data"]
+                self._on_fanout(room.dispatch(frame_event_id(data), data))
+        elif kind == "subscribe":
+            room = self.rooms.get(channel[len(ROOM_PREFIX) :])
+            if room is not None and not room.subscribed.done():
+                room.subscribed.set_result(None)

@@ -1,0 +1,23 @@
+"""Per-connection message rate limit."""
+
+import time
+
+
+class TokenBucket:
+    """Allows ``rate`` messages per second on average and ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic) -> None:  # noqa: ANN001 - a clock callable
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._updated = clock()
+
+    def allow(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False

@@ -1,0 +1,14 @@
+"""The gateway's own Prometheus metrics."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.connections = Gauge("sala_gateway_connections", "Open client sockets", registry=registry)
+        self.local_rooms = Gauge("sala_gateway_rooms", "Rooms with local members", registry=registry)
+        self.fanned_out = Counter("sala_gateway_events_fanned_out_total", "Event frames queued to sockets", registry=registry)
+        self.redis_reconnects = Counter(
+            "sala_gateway_redis_reconnects_total", "Pub/sub connections re-established", registry=registry
+        )
+        self.send_queue_depth = Gauge("sala_gateway_send_queue_depth", "Frames waiting to be sent, all sockets", registry=registry)

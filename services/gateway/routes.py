@@ -1,0 +1,55 @@
+"""``GET /ws?room=CODE[&since=ID]``: the chat socket."""
+
+from fastapi import APIRouter, WebSocket, status
+
+from services.common.redis_schema import parse_event_id
+from services.common.room_codes import normalize
+from services.common.sessions import session_revoked, token_from
+from services.common.tokens import InvalidToken
+from services.gateway.connection import CLOSE_ROOM_GONE, ClientConnection
+from services.gateway.deps import HubDep, RedisDep, SettingsDep, VerifierDep
+from services.gateway.frames import FrameError
+
+router = APIRouter()
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_SERVICE_RESTART = 1012
+
+
+@router.websocket("/ws")
+async def chat_socket(
+    websocket: WebSocket, hub: HubDep, redis: RedisDep, settings: SettingsDep, verifier: VerifierDep
+) -> None:
+    token, from_cookie = token_from(websocket.headers, websocket.cookies)
+    if from_cookie and websocket.headers.get("origin", "").rstrip("/") not in settings.allowed_origins:
+        # Cross-site WebSocket hijacking: a cookie sent by a foreign page is refused at the handshake.
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
+        return
+    if websocket.app.state.draining:
+        await websocket.close(code=CLOSE_SERVICE_RESTART)
+        return
+    await websocket.accept()
+    try:
+        principal = verifier.verify(token or "")
+    except InvalidToken:
+        await websocket.close(CLOSE_UNAUTHENTICATED, "not authenticated")
+        return
+    code = normalize(websocket.query_params.get("room") or "")
+    if code is None:
+        await websocket.close(CLOSE_ROOM_GONE, "no live room with this code")
+        return
+    since = None
+    if since_param := websocket.query_params.get("since"):
+        try:
+            since = parse_event_id(since_param)
+        except ValueError:
+            error = FrameError("invalid_since", "'since' is not an event id; sending the latest events instead.")
+            await websocket.send_text(error.frame())
+    connection = ClientConnection(websocket, principal, code, since, hub, websocket.app.state)
+    # Watched before the revocation check, so a logout racing this handshake still closes the socket.
+    hub.watch_session(connection)
+    if await session_revoked(redis, principal.session_id):
+        hub.detach(connection)
+        await websocket.close(CLOSE_UNAUTHENTICATED, "session ended")
+        return
+    await connection.run()

@@ -1,0 +1,29 @@
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field
+
+from services.common.settings import ServiceSettings
+
+
+def _default_gateway_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class GatewaySettings(ServiceSettings):
+    port: int = 8011
+    jwt_verify_keys_file: Path
+    gateway_id: str = Field(default_factory=_default_gateway_id, pattern=r"^[A-Za-z0-9_.\-]{1,128}$")
+    heartbeat_seconds: float = 2.0
+    # A drained gateway's users are kept present this long, so a reconnect elsewhere is no leave and join.
+    drain_linger_seconds: float = 5.0
+    message_rate_per_second: float = 10.0
+    message_burst: int = 20
+    history_on_join: int = 50
+    # A socket whose unsent backlog passes this is closed (1013) and resumes with ``since``.
+    send_queue_max: int = 2000
+    ws_ping_interval_seconds: float = 20.0
+    ws_ping_timeout_seconds: float = 20.0
+    # How often the pub/sub connection is pinged; no answer within twice this and it is re-established.
+    pubsub_health_seconds: float = 5.0

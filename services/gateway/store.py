@@ -1,0 +1,103 @@
+"""The gateway's reads and writes of room state in Redis (keys: services.common.redis_schema)."""
+
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from services.common.redis_schema import (
+    GATEWAYS,
+    LINGERING,
+    Scripts,
+    event_frame,
+    gateway_conns_key,
+    parse_event_id,
+    room_events_key,
+    room_key,
+)
+
+EventId = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    event_id: str
+    members: list[str]
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    frames: list[str]
+    last_id: EventId | None
+    truncated: bool
+
+
+async def join(
+    scripts: Scripts, gateway_id: str, code: str, conn_id: str, user_id: str, username: str, ts: str, maxlen: int
+) -> Joined | None:
+    """Register the connection; None if the room is not live."""
+    result = await scripts.join(
+        keys=[room_key(code), gateway_conns_key(gateway_id)], args=[code, conn_id, user_id, username, ts, maxlen]
+    )
+    if result is None:
+        return None
+    event_id, members, name = result
+    return Joined(event_id=event_id, members=orjson.loads(members), name=name or None)
+
+
+async def leave(scripts: Scripts, gateway_id: str, code: str, conn_id: str, ts: str, maxlen: int, linger_until_ms: int) -> str:
+    """Unregister the connection now, or (``linger_until_ms`` > 0) let the reaper do it then."""
+    return await scripts.leave(
+        keys=[room_key(code), gateway_conns_key(gateway_id), LINGERING],
+        args=[code, conn_id, ts, maxlen, linger_until_ms],
+    )
+
+
+async def append_message(scripts: Scripts, code: str, body: bytes, maxlen: int) -> str | None:
+    """Store and publish a message event; its id, or None if the room is not live."""
+    return await scripts.append_message(keys=[room_key(code)], args=[maxlen, body])
+
+
+def _frames(entries: list[tuple[str, dict[str, str]]]) -> list[str]:
+    return [event_frame(event_id, fields["e"]) for event_id, fields in entries]
+
+
+async def history(redis: Redis, code: str, since: EventId | None, latest: int) -> History:
+    """The latest events, or every retained event after ``since`` (flagging any that were trimmed)."""
+    key = room_events_key(code)
+    if since is None:
+        entries = list(reversed(await redis.xrevrange(key, count=latest)))
+        truncated = False
+    else:
+        entries = await redis.xrange(key, min=f"({since[0]}-{since[1]}")
+        # Some event after ``since`` was trimmed away if the stream ever deleted an id above it.
+        truncated = since < await _max_deleted_id(redis, key)
+    last_id = parse_event_id(entries[-1][0]) if entries else None
+    return History(frames=_frames(entries), last_id=last_id, truncated=truncated)
+
+
+async def _max_deleted_id(redis: Redis, key: str) -> EventId:
+    try:
+        info = await redis.xinfo_stream(key)
+    except ResponseError:
+        return (0, 0)
+    return parse_event_id(str(info.get("max-deleted-entry-id", "0-0")))
+
+
+async def events_after(redis: Redis, code: str, after: EventId) -> list[tuple[EventId, str]]:
+    """Events published after ``after``, to recover what a dropped subscription missed."""
+    entries = await redis.xrange(room_events_key(code), min=f"({after[0]}-{after[1]}")
+    return [(parse_event_id(event_id), event_frame(event_id, fields["e"])) for event_id, fields in entries]
+
+
+async def heartbeat(redis: Redis, gateway_id: str, now_ms: int) -> bool:
+    """Record that the gateway is alive; True if it had been forgotten (reaped, or Redis lost its data)."""
+    return bool(await redis.zadd(GATEWAYS, {gateway_id: now_ms}))
+
+
+async def retire(redis: Redis, gateway_id: str) -> None:
+    """Forget a gateway that shut down cleanly."""
+    async with redis.pipeline(transaction=True) as pipe:
+        await pipe.zrem(GATEWAYS, gateway_id).delete(gateway_conns_key(gateway_id)).execute()

@@ -1,0 +1,1 @@
+"""The rooms service: room codes, lookup, occupancy; it also runs the presence reaper."""

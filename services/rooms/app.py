@@ -1,0 +1,48 @@
+"""Builds the rooms service's FastAPI app."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from services.common.http import install_common
+from services.common.presence import run_reaper
+from services.common.redis_client import create_redis, redis_ready
+from services.common.redis_schema import Scripts
+from services.common.tokens import TokenVerifier, load_public_keys
+from services.rooms.routes import router
+from services.rooms.settings import RoomsSettings
+
+
+def create_app(settings: RoomsSettings) -> FastAPI:
+    verifier = TokenVerifier(load_public_keys(settings.jwt_verify_keys_file), settings.jwt_issuer, settings.jwt_audience)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.redis = create_redis(settings.redis_url)
+        app.state.scripts = Scripts.register(app.state.redis)
+        reaper = asyncio.create_task(
+            run_reaper(app.state.redis, app.state.scripts, settings.presence_timeout_seconds, settings.room_history_max)
+        )
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            await app.state.redis.aclose()
+
+    app = FastAPI(
+        title="Sala rooms", lifespan=lifespan, docs_url="/api/rooms/docs", openapi_url="/api/rooms/openapi.json"
+    )
+    app.state.settings = settings
+    app.state.verifier = verifier
+
+    async def readiness(request: Request) -> dict[str, bool]:
+        return {"redis": await redis_ready(request.app.state.redis)}
+
+    install_common(app, readiness)
+    app.include_router(router)
+    return app

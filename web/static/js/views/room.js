@@ -1,0 +1,587 @@
+// /r/CODE: the room. Code and share link, live member list, messages,
+// composer, connection indicator. The socket lives in RoomConnection.
+
+import { h, tr, trAttr, copyText, randomId } from '../dom.js';
+import { t, formatTime, formatDateTime } from '../i18n.js';
+import { auth, rooms } from '../api.js';
+import { session, setUser } from '../session.js';
+import { flash, notify } from '../notices.js';
+import { navigate } from '../router.js';
+import { compareIds } from '../eventid.js';
+import { RoomConnection } from '../room-client.js';
+import { normalizeCode } from './lobby.js';
+
+export const MAX_LENGTH = 2000;
+const COUNTER_FROM = 200;       // show the counter when this many characters are left
+const GROUP_WINDOW_MS = 5 * 60 * 1000;
+const NEAR_BOTTOM_PX = 48;
+const AVATAR_COLOURS = 8;
+
+function nameOf(x) {
+  if (x == null) return '';
+  if (typeof x === 'string') return x;
+  return String(x.username ?? x.name ?? '');
+}
+
+function hashName(s) {
+  let n = 0;
+  for (const ch of s) n = (n * 31 + ch.codePointAt(0)) >>> 0;
+  return n % AVATAR_COLOURS;
+}
+
+function initial(name) {
+  const first = [...name][0] || '?';
+  return first.toUpperCase();
+}
+
+function tsMillis(ts) {
+  const ms = Date.parse(ts);
+  return Number.isFinite(ms) ? ms : Date.now();
+}
+
+function closedPanel(code, key) {
+  return h('div', { class: 'container py-5', testid: 'room-closed' },
+    h('h1', { class: 'h2', i18n: ['room.closedTitle', { code }] }),
+    h('p', { i18n: [key, { code }] }),
+    h('a', { class: 'btn btn-primary', href: '/lobby', testid: 'back-to-lobby', i18n: 'room.backToLobby' }));
+}
+
+export function roomView(ctx) {
+  const code = normalizeCode(ctx.params[0]);
+  if (!/^[A-Z0-9]{3,16}$/.test(code)) {
+    return { node: closedPanel(code || '—', 'room.invalidCode'), title: 'room.closedDoc' };
+  }
+  const roomPath = `/r/${encodeURIComponent(code)}`;
+  const shareUrl = `${location.origin}${roomPath}`;
+
+  let you = session.user ? session.user.username : '';
+  let unread = 0;
+  let disposed = false;
+  const byId = new Map();     // event id -> element
+  const pending = new Map();  // ref -> { ref, text, li, state: 'queued' | 'sent' | 'failed' }
+
+  // ---- header ---------------------------------------------------------
+  const title = h('h1', { class: 'h4 mb-0 room-title text-break', testid: 'room-title', i18n: ['room.titleCode', { code }] });
+  const status = h('span', { class: 'conn-status', testid: 'connection-status', role: 'status', dataset: { state: 'connecting' } },
+    h('span', { class: 'conn-dot', 'aria-hidden': 'true' }),
+    h('span', { class: 'conn-text', i18n: 'room.state.connecting' }));
+
+  const copyCodeBtn = h('button', { type: 'button', class: 'btn btn-sm btn-outline-secondary', testid: 'copy-code' },
+    h('span', { i18n: 'room.copyCode' }));
+  const copyLinkBtn = h('button', { type: 'button', class: 'btn btn-sm btn-outline-secondary', testid: 'copy-link' },
+    h('span', { i18n: 'room.copyLink' }));
+  const leaveBtn = h('button', { type: 'button', class: 'btn btn-sm btn-outline-danger', testid: 'leave-room', i18n: 'room.leave' });
+
+  const codeBox = h('div', { class: 'room-code-box' },
+    h('span', { class: 'room-code-label small text-body-secondary', id: 'room-code-label', i18n: 'room.codeLabel' }),
+    h('div', { class: 'd-flex align-items-center gap-2 flex-wrap' },
+      h('span', { class: 'room-code', testid: 'room-code', 'aria-describedby': 'room-code-label', text: code }),
+      copyCodeBtn));
+  const shareBox = h('div', { class: 'room-share small' },
+    h('span', { class: 'text-body-secondary me-1', i18n: 'room.shareLabel' }),
+    h('a', { href: roomPath, class: 'share-link text-break', testid: 'share-link', text: shareUrl }),
+    ' ',
+    copyLinkBtn);
+
+  const header = h('div', { class: 'room-header border-bottom' },
+    h('div', { class: 'container-fluid room-container py-2' },
+      h('div', { class: 'd-flex flex-wrap align-items-center gap-2 gap-md-3' },
+        h('div', { class: 'flex-grow-1 min-w-0' }, title, shareBox),
+        codeBox,
+        h('div', { class: 'd-flex align-items-center gap-2' }, status, leaveBtn))));
+
+  // ---- messages ---------------------------------------------------------
+  const list = h('ol', { class: 'message-list list-unstyled mb-0', testid: 'message-list' });
+  trAttr(list, 'aria-label', 'room.messagesLabel');
+  const empty = h('p', { class: 'messages-empty text-body-secondary', testid: 'messages-empty', i18n: 'room.connectingMessages' });
+  const scroller = h('div', { class: 'message-scroller', testid: 'message-scroller', tabindex: '0' }, empty, list);
+  trAttr(scroller, 'aria-label', 'room.messagesLabel');
+  const newBtnLabel = h('span', { i18n: ['room.newMessages', { count: 0 }] });
+  const newBtn = h('button', { type: 'button', class: 'btn btn-primary btn-sm new-messages', testid: 'new-messages-button', hidden: true },
+    newBtnLabel, h('span', { class: 'new-messages-arrow', 'aria-hidden': 'true' }));
+  const announcer = h('div', { class: 'visually-hidden', testid: 'live-region', 'aria-live': 'polite', 'aria-atomic': 'false' });
+
+  // ---- composer ---------------------------------------------------------
+  const input = h('textarea', {
+    id: 'composer-input', class: 'form-control composer-input', rows: '1', testid: 'composer-input',
+    'aria-describedby': 'composer-hint composer-counter', enterkeyhint: 'send',
+  });
+  trAttr(input, 'placeholder', 'room.composerPlaceholder');
+  const sendBtn = h('button', { type: 'submit', class: 'btn btn-primary composer-send', testid: 'send-button', i18n: 'room.send' });
+  const counter = h('span', { id: 'composer-counter', class: 'char-counter', testid: 'char-counter', hidden: true });
+  const hint = h('span', { id: 'composer-hint', class: 'composer-hint text-body-secondary', testid: 'composer-hint', i18n: 'room.composerHint' });
+  const composer = h('form', { class: 'composer', testid: 'composer', novalidate: true },
+    h('label', { for: 'composer-input', class: 'visually-hidden', i18n: 'room.composerLabel' }),
+    h('div', { class: 'd-flex gap-2 align-items-end' }, input, sendBtn),
+    h('div', { class: 'd-flex justify-content-between gap-2 small mt-1' }, hint, counter));
+
+  // ---- members ------------------------------------------------------------
+  const memberCount = h('span', { class: 'badge rounded-pill text-bg-secondary ms-1', testid: 'member-count', text: '0' });
+  const memberList = h('ul', { class: 'member-list list-unstyled mb-0', testid: 'member-list', 'aria-labelledby': 'members-title' });
+  const side = h('aside', { class: 'room-side', 'aria-labelledby': 'members-title' },
+    h('h2', { class: 'h6 members-title mb-2', id: 'members-title' }, h('span', { i18n: 'room.members' }), memberCount),
+    memberList);
+
+  title.id = 'room-title-id';
+  const main = h('section', { class: 'room-main', 'aria-labelledby': 'room-title-id' },
+    h('div', { class: 'messages-wrap' }, scroller, newBtn),
+    composer);
+
+  const body = h('div', { class: 'room-body room-container container-fluid' }, main, side);
+  const node = h('div', { class: 'room', testid: 'room', dataset: { code } }, header, body, announcer);
+
+  // ---- helpers ------------------------------------------------------------
+  function announce(key, params) {
+    const line = h('p', { i18n: [key, params] });
+    announcer.append(line);
+    while (announcer.childElementCount > 5) announcer.firstElementChild.remove();
+  }
+
+  function nearBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  function scrollToBottom() {
+    scroller.scrollTop = scroller.scrollHeight;
+    unread = 0;
+    newBtn.hidden = true;
+  }
+
+  function showUnread(count) {
+    unread += count;
+    tr(newBtnLabel, 'room.newMessages', { count: unread });
+    newBtn.hidden = false;
+  }
+
+  /** Run a DOM change and keep the reader's place: follow only when at the bottom. */
+  function withScroll(change, { own = false } = {}) {
+    const wasNear = nearBottom();
+    const fresh = change() || 0;
+    empty.hidden = list.childElementCount > 0;
+    if (wasNear || own) scrollToBottom();
+    else if (fresh > 0) showUnread(fresh);
+  }
+
+  function timeEl(ms) {
+    const d = new Date(ms);
+    return h('time', {
+      class: 'msg-time', testid: 'message-time', datetime: d.toISOString(), title: formatDateTime(d), text: formatTime(d),
+    });
+  }
+
+  function setStatus(li, state, errorKey) {
+    li.dataset.status = state;
+    const box = li.querySelector('.msg-status');
+    if (!box) return;
+    box.replaceChildren();
+    box.dataset.status = state;
+    if (state === 'sent') {
+      box.append(h('span', { class: 'status-icon', 'aria-hidden': 'true' }), h('span', { class: 'status-label', i18n: 'room.status.sent' }));
+    } else if (state === 'queued') {
+      box.append(h('span', { class: 'status-label', i18n: 'room.status.queued' }));
+    } else if (state === 'failed') {
+      const retry = h('button', { type: 'button', class: 'btn btn-link btn-sm p-0 align-baseline retry', testid: 'retry-button', i18n: 'room.retry' });
+      retry.addEventListener('click', () => {
+        const p = pending.get(li.dataset.ref);
+        if (p) {
+          p.state = 'queued';
+          setStatus(li, 'pending');
+          flushPending();
+        }
+      });
+      box.append(h('span', { class: 'status-label', i18n: errorKey || 'room.status.failed' }), ' ', retry);
+    } else {
+      box.append(h('span', { class: 'status-label', i18n: 'room.status.pending' }));
+    }
+  }
+
+  function messageEl({ id, username, text, ts, own }) {
+    const ms = tsMillis(ts);
+    const li = h('li', {
+      class: `msg${own ? ' msg-own' : ''}`,
+      testid: 'message',
+      dataset: { sender: username, own: own ? 'true' : 'false', ts: String(ms), ...(id ? { id, sortId: id } : {}) },
+    });
+    const meta = h('div', { class: 'msg-meta' },
+      h('span', { class: `avatar avatar-${hashName(username)}`, 'aria-hidden': 'true', text: initial(username) }),
+      h('span', { class: 'msg-sender', testid: 'message-sender', text: username }),
+      own ? h('span', { class: 'msg-you', i18n: 'room.youMark' }) : null,
+      timeEl(ms));
+    const bubble = h('div', { class: 'msg-bubble' }, h('div', { class: 'msg-text', testid: 'message-text', text }));
+    li.append(meta, bubble);
+    if (own) li.append(h('div', { class: 'msg-status small', testid: 'message-status' }));
+    return li;
+  }
+
+  function eventEl(frame) {
+    const name = nameOf(frame.username);
+    const self = name === you;
+    const key = frame.type === 'join'
+      ? (self ? 'room.event.joinYou' : 'room.event.join')
+      : (self ? 'room.event.leaveYou' : 'room.event.leave');
+    const ms = tsMillis(frame.ts);
+    return h('li', {
+      class: `room-event room-event-${frame.type}`,
+      testid: 'room-event',
+      dataset: { type: frame.type, username: name, id: frame.id, sortId: frame.id, ts: String(ms) },
+    },
+    h('span', { class: 'room-event-text', i18n: [key, { username: name }] }),
+    ' ',
+    timeEl(ms));
+  }
+
+  function systemEl(type, key, params) {
+    const li = h('li', { class: `room-event room-event-system room-event-${type}`, testid: 'room-event', dataset: { type } },
+      h('span', { class: 'room-event-text', i18n: [key, params] }));
+    if (lastSortId()) li.dataset.sortId = lastSortId();
+    return li;
+  }
+
+  function lastSortId() {
+    for (let n = list.lastElementChild; n; n = n.previousElementSibling) {
+      if (n.dataset.sortId) return n.dataset.sortId;
+    }
+    return null;
+  }
+
+  /** Insert in id order, above the pending tail (own messages not yet stored). */
+  function insertOrdered(li) {
+    const id = li.dataset.sortId;
+    let before = list.querySelector(':scope > [data-pending]');
+    if (id) {
+      let prev = before ? before.previousElementSibling : list.lastElementChild;
+      while (prev && prev.dataset.sortId && compareIds(prev.dataset.sortId, id) > 0) {
+        before = prev;
+        prev = prev.previousElementSibling;
+      }
+    }
+    list.insertBefore(li, before);
+    regroup(li);
+    if (li.nextElementSibling) regroup(li.nextElementSibling);
+  }
+
+  function regroup(li) {
+    if (!li.classList.contains('msg')) return;
+    const prev = li.previousElementSibling;
+    const grouped = Boolean(prev && prev.classList.contains('msg')
+      && prev.dataset.sender === li.dataset.sender
+      && prev.dataset.status !== 'failed' && li.dataset.status !== 'failed'
+      && Math.abs(Number(li.dataset.ts) - Number(prev.dataset.ts)) < GROUP_WINDOW_MS);
+    li.classList.toggle('msg-grouped', grouped);
+  }
+
+  function renderMembers(members) {
+    if (!Array.isArray(members)) return;
+    const names = [...new Set(members.map(nameOf).filter(Boolean))];
+    names.sort((a, b) => (a === you ? -1 : b === you ? 1 : a.localeCompare(b)));
+    memberList.replaceChildren(...names.map((name) => h('li', { class: 'member', testid: 'member', dataset: { username: name } },
+      h('span', { class: `avatar avatar-${hashName(name)}`, 'aria-hidden': 'true', text: initial(name) }),
+      h('span', { class: 'member-name text-break', text: name }),
+      name === you ? h('span', { class: 'msg-you ms-1', i18n: 'room.youMark' }) : null)));
+    memberCount.textContent = String(names.length);
+  }
+
+  /** A message/join/leave the connection has not seen before. */
+  function showEvent(frame, { quiet = false } = {}) {
+    if (frame.type === 'message') {
+      const username = nameOf(frame.username);
+      if (frame.id && byId.has(frame.id)) {
+        // Already shown (our own message, confirmed by its ack first).
+        const li = byId.get(frame.id);
+        li.dataset.ts = String(tsMillis(frame.ts));
+        return 0;
+      }
+      if (username === you) {
+        const text = String(frame.text ?? '').trim();
+        for (const p of pending.values()) {
+          if (p.state === 'sent' && p.text === text) {
+            confirm(p, frame.id, frame.ts);
+            return 0;
+          }
+        }
+      }
+      const li = messageEl({ id: frame.id, username, text: String(frame.text ?? ''), ts: frame.ts, own: username === you });
+      if (username === you) setStatus(li, 'sent');
+      if (frame.id) byId.set(frame.id, li);
+      insertOrdered(li);
+      if (!quiet && username !== you) announce('room.announce.message', { username, text: String(frame.text ?? '') });
+      return username === you ? 0 : 1;
+    }
+    if (frame.type === 'join' || frame.type === 'leave') {
+      if (Array.isArray(frame.members)) renderMembers(frame.members);
+      const li = eventEl(frame);
+      if (frame.id) byId.set(frame.id, li);
+      insertOrdered(li);
+      const name = nameOf(frame.username);
+      if (!quiet && name !== you) announce(frame.type === 'join' ? 'room.event.join' : 'room.event.leave', { username: name });
+      return 0;
+    }
+    return 0;
+  }
+
+  function confirm(p, id, ts) {
+    pending.delete(p.ref);
+    const li = p.li;
+    delete li.dataset.pending;
+    if (id) {
+      li.dataset.id = id;
+      li.dataset.sortId = id;
+      byId.set(id, li);
+    }
+    if (ts) {
+      const ms = tsMillis(ts);
+      li.dataset.ts = String(ms);
+      li.querySelector('.msg-time').replaceWith(timeEl(ms));
+    }
+    setStatus(li, 'sent');
+    li.remove();
+    insertOrdered(li);
+  }
+
+  function flushPending() {
+    for (const p of pending.values()) {
+      if (p.state === 'failed') continue;
+      if (conn.send(p.text, p.ref)) {
+        p.state = 'sent';
+        setStatus(p.li, 'pending');
+      } else {
+        p.state = 'queued';
+        setStatus(p.li, 'queued');
+      }
+    }
+  }
+
+  // ---- composer behaviour ---------------------------------------------
+  function textLength() {
+    return [...input.value.trim()].length;
+  }
+
+  function updateCounter() {
+    const n = textLength();
+    const left = MAX_LENGTH - n;
+    if (left > COUNTER_FROM) {
+      counter.hidden = true;
+    } else {
+      counter.hidden = false;
+      if (left >= 0) tr(counter, 'room.charsLeft', { count: left });
+      else tr(counter, 'room.charsOver', { count: -left });
+    }
+    counter.classList.toggle('text-danger', left < 0);
+    counter.classList.toggle('fw-semibold', left < 0);
+    counter.classList.toggle('text-body-secondary', left >= 0);
+    input.classList.toggle('is-invalid', left < 0);
+    sendBtn.disabled = n === 0 || left < 0;
+  }
+
+  function send() {
+    const text = input.value.trim();
+    const n = [...text].length;
+    if (n === 0 || n > MAX_LENGTH) return;
+    const ref = randomId('m');
+    const li = messageEl({ username: you, text, ts: new Date().toISOString(), own: true });
+    li.dataset.pending = 'true';
+    li.dataset.ref = ref;
+    const p = { ref, text, li, state: 'queued' };
+    pending.set(ref, p);
+    withScroll(() => {
+      list.append(li);
+      setStatus(li, 'pending');
+      regroup(li);
+    }, { own: true });
+    if (conn.send(text, ref)) p.state = 'sent';
+    else setStatus(li, 'queued');
+    input.value = '';
+    updateCounter();
+    input.focus();
+  }
+
+  input.addEventListener('input', updateCounter);
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+      event.preventDefault();
+      send();
+    }
+  });
+  composer.addEventListener('submit', (event) => {
+    event.preventDefault();
+    send();
+  });
+  updateCounter();
+
+  scroller.addEventListener('scroll', () => {
+    if (!newBtn.hidden && nearBottom()) {
+      unread = 0;
+      newBtn.hidden = true;
+    }
+  });
+  newBtn.addEventListener('click', () => {
+    scrollToBottom();
+    input.focus();
+  });
+
+  async function copyWithFeedback(btn, text, doneKey) {
+    const ok = await copyText(text);
+    const label = btn.firstElementChild;
+    const restore = label.dataset.i18n;
+    tr(label, ok ? doneKey : 'room.copyFailed');
+    announce(ok ? doneKey : 'room.copyFailed');
+    setTimeout(() => { if (!disposed) tr(label, restore); }, 2000);
+  }
+  copyCodeBtn.addEventListener('click', () => copyWithFeedback(copyCodeBtn, code, 'room.copiedCode'));
+  copyLinkBtn.addEventListener('click', () => copyWithFeedback(copyLinkBtn, shareUrl, 'room.copiedLink'));
+
+  // ---- connection -------------------------------------------------------
+  const stateKeys = {
+    connecting: 'room.state.connecting',
+    online: 'room.state.online',
+    reconnecting: 'room.state.reconnecting',
+    offline: 'room.state.offline',
+    paused: 'room.state.paused',
+    closed: 'room.state.closed',
+  };
+
+  function toLogin(kind, key) {
+    setUser(null);
+    flash(kind, key);
+    navigate(`/login?next=${encodeURIComponent(roomPath)}`, { replace: true });
+  }
+
+  const conn = new RoomConnection(code, {
+    state(state) {
+      if (disposed) return;
+      status.dataset.state = state;
+      tr(status.querySelector('.conn-text'), stateKeys[state] || 'room.state.connecting');
+      node.dataset.connection = state;
+    },
+    welcome(frame, info) {
+      if (disposed) return;
+      you = nameOf(frame.you) || you;
+      const room = frame.room || {};
+      if (room.name) {
+        title.textContent = room.name;
+        delete title.dataset.i18n;
+        delete title.dataset.i18nParams;
+        document.title = `${room.name} · Sala`;
+      }
+      renderMembers(frame.members);
+      let missed = 0;
+      withScroll(() => {
+        let fresh = 0;
+        for (const e of info.events) {
+          const n = showEvent(e, { quiet: true });
+          if (e.type === 'message') missed += 1;
+          fresh += n;
+        }
+        if (info.truncated) list.append(systemEl('truncated', 'room.truncated'));
+        if (info.reconnect) {
+          list.append(systemEl('reconnected', 'room.reconnected', { count: missed }));
+          announce('room.reconnected', { count: missed });
+        }
+        tr(empty, 'room.empty');
+        return info.reconnect ? fresh : 0;
+      }, { own: !info.reconnect });
+      flushPending();
+      updateCounter();
+    },
+    event(frame) {
+      if (disposed) return;
+      withScroll(() => showEvent(frame));
+    },
+    ack(frame) {
+      if (disposed) return;
+      const p = pending.get(frame.ref);
+      if (!p) return;
+      if (frame.id && byId.has(frame.id)) {
+        // The broadcast came first and was shown on its own: drop the copy.
+        pending.delete(p.ref);
+        withScroll(() => { p.li.remove(); });
+        return;
+      }
+      withScroll(() => confirm(p, frame.id, null));
+    },
+    error(frame) {
+      if (disposed) return;
+      const known = ['too_long', 'rate_limited', 'invalid_frame'];
+      const key = known.includes(frame.code) ? `room.error.${frame.code}` : 'room.error.other';
+      const p = frame.ref ? pending.get(frame.ref) : null;
+      if (p) {
+        p.state = 'failed';
+        setStatus(p.li, 'failed', key);
+        regroup(p.li);
+      } else {
+        notify('warning', key, { detail: String(frame.detail ?? '') });
+      }
+    },
+    end(reason) {
+      if (disposed) return;
+      if (reason === 'logged_out') {
+        if (session.loggingOut) return;
+        toLogin('warning', 'notice.loggedOutElsewhere');
+      } else if (reason === 'unauthorized') {
+        if (session.loggingOut) return;
+        toLogin('warning', 'notice.sessionExpired');
+      } else if (reason === 'room_closed') {
+        node.replaceChildren(closedPanel(code, 'room.closedText'));
+        notify('warning', 'notice.roomClosed', { code });
+        document.title = `${t('room.closedDoc')} · Sala`;
+        const h1 = node.querySelector('h1');
+        if (h1) {
+          h1.setAttribute('tabindex', '-1');
+          h1.focus();
+        }
+      }
+    },
+    async probe() {
+      try {
+        await auth.me();
+      } catch (err) {
+        if (err.status === 401) return 'unauthorized';
+        return 'ok';
+      }
+      try {
+        await rooms.get(code);
+      } catch (err) {
+        if (err.status === 404) return 'room_closed';
+        if (err.status === 401) return 'unauthorized';
+      }
+      return 'ok';
+    },
+  });
+
+  leaveBtn.addEventListener('click', () => {
+    conn.stop();
+    flash('info', 'notice.leftRoom', { code });
+    navigate('/lobby');
+  });
+
+  const hooks = {
+    code,
+    dropSocket: (opts) => conn.drop(opts || {}),
+    resume: () => conn.resume(),
+    info: () => ({
+      code,
+      state: conn.state,
+      lastId: conn.lastId,
+      connects: conn.connects,
+      lastUrl: conn.lastUrl,
+      duplicates: conn.duplicates,
+      pending: pending.size,
+    }),
+  };
+
+  return {
+    node,
+    title: 'room.docTitle',
+    titleParams: { code },
+    focus: input,
+    focusOnLoad: true,
+    hooks,
+    ready() {
+      conn.start();
+    },
+    cleanup() {
+      disposed = true;
+      conn.stop();
+    },
+  };
+}
