@@ -264,8 +264,6 @@ class Stack:
             "SALA_ALLOWED_ORIGINS": f"{self.edge_url},http://localhost:{self.ports.edge}",
             "SALA_LOG_FORMAT": os.environ.get("SALA_LOG_FORMAT", "json"),
         }
-        if name.startswith("gateway"):
-            env["SALA_GATEWAY_ID"] = f"{socket.gethostname()}-{name}-{port}"
         return {**env, **self.extra_env}
 
     def start_service(self, name: str) -> None:
@@ -288,6 +286,20 @@ class Stack:
         child = self._spawn("edge", argv, env)
         _wait("edge", lambda: _http_ok(self.edge_url + "/api/auth/.well-known/jwks.json"), 30, child.process)
 
+    def start_child(self, name: str) -> None:
+        """Start (again) one part of the stack by name."""
+        if name == "postgres":
+            self.start_postgres()
+        elif name == "redis":
+            self.start_redis()
+        elif name == "edge":
+            self.start_edge()
+        else:
+            self.start_service(name)
+
+    def pid(self, name: str) -> int:
+        return self.children[name].process.pid
+
     # Stopping.
 
     def stop_child(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
@@ -307,8 +319,9 @@ class Stack:
         return child.process.returncode
 
     def stop(self) -> None:
-        """Stop in reverse order of start: the edge first, the databases last."""
-        for name in reversed(list(self.children)):
+        """Stop the edge first, then the services, the databases last."""
+        tiers = {"edge": 0, "redis": 3, "postgres": 4}
+        for name in sorted(self.children, key=lambda n: tiers.get(n, 1 if n.startswith("gateway") else 2)):
             self.stop_child(name, signal.SIGINT if name == "postgres" else signal.SIGTERM)
 
 

@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -49,6 +49,15 @@ async def _record_unrecorded_leaves(app: FastAPI) -> None:
         pending.pop(0)
 
 
+async def _bounded(step: str, work: Awaitable[object], seconds: float = 2.0) -> None:
+    """One shutdown step, given up after ``seconds`` so the drain always ends in time."""
+    try:
+        async with asyncio.timeout(seconds):
+            await work
+    except TimeoutError:
+        log.warning("shutdown step timed out", extra={"step": step})
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     verifier = TokenVerifier(load_public_keys(settings.jwt_verify_keys_file), settings.jwt_issuer, settings.jwt_audience)
 
@@ -84,12 +93,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             for task in duties:
                 task.cancel()
             await asyncio.gather(*duties, return_exceptions=True)
-            await hub.stop()
+            await _bounded("stop the hub", hub.stop())
             with contextlib.suppress(RedisError):
-                await _record_unrecorded_leaves(app)
-                await store.retire(app.state.redis, settings.gateway_id)
-            await app.state.pubsub_redis.aclose()
-            await app.state.redis.aclose()
+                await _bounded("record leaves", _record_unrecorded_leaves(app))
+                await _bounded("retire", store.retire(app.state.redis, settings.gateway_id))
+            await _bounded("close pub/sub client", app.state.pubsub_redis.aclose())
+            await _bounded("close client", app.state.redis.aclose())
 
     app = FastAPI(title="Sala gateway", lifespan=lifespan, openapi_url=None, docs_url=None)
     app.state.settings = settings

@@ -1,4 +1,5 @@
 import os
+import secrets
 import socket
 from pathlib import Path
 
@@ -8,7 +9,8 @@ from services.common.settings import ServiceSettings
 
 
 def _default_gateway_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """Unique per process start, so a restarted replica is never mistaken for the one that died."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class GatewaySettings(ServiceSettings):

@@ -72,18 +72,25 @@ async def history(redis: Redis, code: str, since: EventId | None, latest: int) -
         truncated = False
     else:
         entries = await redis.xrange(key, min=f"({since[0]}-{since[1]}")
-        # Some event after ``since`` was trimmed away if the stream ever deleted an id above it.
-        truncated = since < await _max_deleted_id(redis, key)
+        truncated = await _trimmed_after(redis, key, since)
     last_id = parse_event_id(entries[-1][0]) if entries else None
     return History(frames=_frames(entries), last_id=last_id, truncated=truncated)
 
 
-async def _max_deleted_id(redis: Redis, key: str) -> EventId:
+async def _trimmed_after(redis: Redis, key: str, since: EventId) -> bool:
+    """Whether trimming may have removed events after ``since``.
+
+    Trimming removes the oldest events, so that happened if the stream ever
+    dropped an entry and ``since`` is older than the oldest one it kept.
+    """
     try:
         info = await redis.xinfo_stream(key)
     except ResponseError:
-        return (0, 0)
-    return parse_event_id(str(info.get("max-deleted-entry-id", "0-0")))
+        return False
+    if int(info["entries-added"]) <= int(info["length"]):
+        return False
+    first = info["first-entry"][0] if info.get("first-entry") else info["last-generated-id"]
+    return since < parse_event_id(first)
 
 
 async def events_after(redis: Redis, code: str, after: EventId) -> list[tuple[EventId, str]]:

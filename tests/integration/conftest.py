@@ -109,6 +109,18 @@ class Socket:
                 if frame["type"] == kind:
                     return frame
 
+    async def say(self, text: str, ref: str | None = None) -> str:
+        """Send a message and wait for its ack; its event id. Paced to stay under the rate limit."""
+        ref = ref or uuid.uuid4().hex[:8]
+        await asyncio.sleep(1 / 40)
+        await self.send({"type": "message", "text": text, "ref": ref})
+        async with asyncio.timeout(10):
+            while True:
+                frame = await self.recv()
+                if frame.get("ref") == ref:
+                    assert frame["type"] == "ack", f"not acked: {frame}"
+                    return frame["id"]
+
     async def send(self, frame: dict | str) -> None:
         await self.ws.send(frame if isinstance(frame, str) else orjson.dumps(frame).decode())
 

@@ -72,7 +72,7 @@ export function t(key, params = {}) {
   if (value === undefined) return key;
   if (value && typeof value === 'object') {
     const n = Number(params && params.count) || 0;
-    const form = new Intl.PluralRules(current).select(n);
+    const form = (n === 0 && 'zero' in value) ? 'zero' : new Intl.PluralRules(current).select(n);
     value = value[form] ?? value.other ?? '';
   }
   return String(value).replace(/\{(\w+)\}/g, (m, name) =>
@@ -84,8 +84,8 @@ export function formatTime(date) {
   const now = new Date();
   const sameDay = date.toDateString() === now.toDateString();
   const opts = sameDay
-    ? { hour: '2-digit', minute: '2-digit' }
-    : { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' };
+    ? { hour: 'numeric', minute: '2-digit' }
+    : { day: 'numeric', month: 'short', hour: 'numeric', minute: '2-digit' };
   return new Intl.DateTimeFormat(current, opts).format(date);
 }
 

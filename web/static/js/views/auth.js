@@ -107,7 +107,8 @@ export function registerView(ctx) {
     const p = password.input.value;
     if (!e) setError(email, 'register.error.emailRequired');
     else if (!EMAIL_RE.test(e)) setError(email, 'register.error.emailInvalid');
-    if (!USERNAME_RE.test(u)) setError(username, 'register.error.usernameInvalid');
+    if (!u) setError(username, 'register.error.usernameRequired');
+    else if (!USERNAME_RE.test(u)) setError(username, 'register.error.usernameInvalid');
     const n = codePoints(p);
     if (n < 8 || n > 128) setError(password, 'register.error.passwordLength');
     if (!confirm.input.value) setError(confirm, 'register.error.confirmRequired');

@@ -94,11 +94,19 @@ export function profileView() {
   return { node, title: 'profile.title' };
 }
 
+function readablePath(path) {
+  try {
+    return decodeURI(path);
+  } catch {
+    return path;
+  }
+}
+
 export function notFoundView(ctx) {
   const node = h('div', { class: 'container py-5', testid: 'not-found' },
     h('h1', { class: 'h2', i18n: 'notFound.title' }),
     h('p', { i18n: 'notFound.text' }),
-    h('p', { class: 'text-body-secondary text-break' }, h('code', { text: ctx.path })),
+    h('p', { class: 'text-body-secondary text-break' }, h('code', { text: readablePath(ctx.path) })),
     h('a', { class: 'btn btn-primary', href: '/', i18n: 'notFound.home' }));
   return { node, title: 'notFound.title' };
 }

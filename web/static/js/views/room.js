@@ -61,7 +61,7 @@ export function roomView(ctx) {
   const pending = new Map();  // ref -> { ref, text, li, state: 'queued' | 'sent' | 'failed' }
 
   // ---- header ---------------------------------------------------------
-  const title = h('h1', { class: 'h4 mb-0 room-title text-break', testid: 'room-title', i18n: ['room.titleCode', { code }] });
+  const title = h('h1', { class: 'h4 mb-0 room-title', testid: 'room-title', i18n: ['room.titleCode', { code }] });
   const status = h('span', { class: 'conn-status', testid: 'connection-status', role: 'status', dataset: { state: 'connecting' } },
     h('span', { class: 'conn-dot', 'aria-hidden': 'true' }),
     h('span', { class: 'conn-text', i18n: 'room.state.connecting' }));
@@ -74,21 +74,20 @@ export function roomView(ctx) {
 
   const codeBox = h('div', { class: 'room-code-box' },
     h('span', { class: 'room-code-label small text-body-secondary', id: 'room-code-label', i18n: 'room.codeLabel' }),
-    h('div', { class: 'd-flex align-items-center gap-2 flex-wrap' },
+    h('div', { class: 'd-flex align-items-center gap-2' },
       h('span', { class: 'room-code', testid: 'room-code', 'aria-describedby': 'room-code-label', text: code }),
       copyCodeBtn));
   const shareBox = h('div', { class: 'room-share small' },
-    h('span', { class: 'text-body-secondary me-1', i18n: 'room.shareLabel' }),
-    h('a', { href: roomPath, class: 'share-link text-break', testid: 'share-link', text: shareUrl }),
-    ' ',
+    h('span', { class: 'share-text text-body-secondary me-1', i18n: 'room.shareLabel' }),
+    h('a', { href: roomPath, class: 'share-text share-link me-1', testid: 'share-link', text: shareUrl }),
     copyLinkBtn);
 
   const header = h('div', { class: 'room-header border-bottom' },
-    h('div', { class: 'container-fluid room-container py-2' },
-      h('div', { class: 'd-flex flex-wrap align-items-center gap-2 gap-md-3' },
-        h('div', { class: 'flex-grow-1 min-w-0' }, title, shareBox),
-        codeBox,
-        h('div', { class: 'd-flex align-items-center gap-2' }, status, leaveBtn))));
+    h('div', { class: 'room-container room-header-grid' },
+      h('div', { class: 'rh-title min-w-0' }, title),
+      h('div', { class: 'rh-share min-w-0' }, shareBox),
+      h('div', { class: 'rh-code' }, codeBox),
+      h('div', { class: 'rh-actions' }, status, leaveBtn)));
 
   // ---- messages ---------------------------------------------------------
   const list = h('ol', { class: 'message-list list-unstyled mb-0', testid: 'message-list' });
@@ -127,7 +126,7 @@ export function roomView(ctx) {
     h('div', { class: 'messages-wrap' }, scroller, newBtn),
     composer);
 
-  const body = h('div', { class: 'room-body room-container container-fluid' }, main, side);
+  const body = h('div', { class: 'room-body room-container' }, main, side);
   const node = h('div', { class: 'room', testid: 'room', dataset: { code } }, header, body, announcer);
 
   // ---- helpers ------------------------------------------------------------
@@ -276,7 +275,7 @@ export function roomView(ctx) {
     names.sort((a, b) => (a === you ? -1 : b === you ? 1 : a.localeCompare(b)));
     memberList.replaceChildren(...names.map((name) => h('li', { class: 'member', testid: 'member', dataset: { username: name } },
       h('span', { class: `avatar avatar-${hashName(name)}`, 'aria-hidden': 'true', text: initial(name) }),
-      h('span', { class: 'member-name text-break', text: name }),
+      h('span', { class: 'member-name', title: name, text: name }),
       name === you ? h('span', { class: 'msg-you ms-1', i18n: 'room.youMark' }) : null)));
     memberCount.textContent = String(names.length);
   }
@@ -459,6 +458,7 @@ export function roomView(ctx) {
       const room = frame.room || {};
       if (room.name) {
         title.textContent = room.name;
+        title.title = room.name;
         delete title.dataset.i18n;
         delete title.dataset.i18nParams;
         document.title = `${room.name} · Sala`;
@@ -476,6 +476,9 @@ export function roomView(ctx) {
         if (info.reconnect) {
           list.append(systemEl('reconnected', 'room.reconnected', { count: missed }));
           announce('room.reconnected', { count: missed });
+          if (info.duplicates > 0) {
+            list.append(systemEl('duplicates', 'room.duplicatesSkipped', { count: info.duplicates }));
+          }
         }
         tr(empty, 'room.empty');
         return info.reconnect ? fresh : 0;

@@ -1,0 +1,168 @@
+"""Failure injection: replicas killed or drained, Redis restarted, a subscription dropped.
+
+Run alone with ``make failure`` (``pytest -m failure``).
+"""
+
+import asyncio
+import signal
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from services.common.redis_schema import parse_event_id
+
+pytestmark = pytest.mark.failure
+
+
+@pytest.fixture
+def replicas(stack):
+    """Whatever a test kills or stops is running again afterwards."""
+    yield stack
+    for index in range(len(stack.ports.gateways)):
+        if f"gateway{index}" not in stack.children:
+            stack.start_child(f"gateway{index}")
+    if "redis" not in stack.children:
+        stack.start_child("redis")
+
+
+async def room_status(api, user, code) -> int:
+    return (await api.get(f"/api/rooms/{code}", headers=user.bearer)).status_code
+
+
+async def test_killed_replica_is_detected_and_its_users_leave(api, replicas, new_user, new_room, open_socket):
+    alice, bob, carol = await new_user(), await new_user(), await new_user()
+    shared = await new_room(alice, "shared")
+    doomed = await new_room(carol, "doomed")
+    a = await open_socket(alice, shared, gateway=0)
+    await a.recv_type("welcome")
+    await (await open_socket(bob, shared, gateway=1)).recv_type("welcome")  # bob: only on the replica that dies
+    await a.recv_type("join")
+    carol_tab_0 = await open_socket(carol, shared, gateway=0)  # carol: a tab on each replica
+    await carol_tab_0.recv_type("welcome")
+    await (await open_socket(carol, shared, gateway=1)).recv_type("welcome")
+    await a.recv_type("join")
+    await (await open_socket(carol, doomed, gateway=1)).recv_type("welcome")
+
+    killed_at = time.monotonic()
+    replicas.stop_child("gateway1", signal.SIGKILL)
+    leave = await a.recv_type("leave", timeout=30)
+    detected_after = time.monotonic() - killed_at
+    assert leave["username"] == bob.username
+    assert sorted(leave["members"]) == sorted([alice.username, carol.username])
+
+    room = (await api.get(f"/api/rooms/{shared}", headers=alice.bearer)).json()
+    assert room["occupancy"] == 2 and room["members"] == sorted([alice.username, carol.username])
+    async with asyncio.timeout(10):
+        while await room_status(api, carol, doomed) != 404:
+            await asyncio.sleep(0.1)
+    # No leave for carol, who still has a tab on the living replica.
+    await carol_tab_0.send({"type": "message", "text": "still here", "ref": "x"})
+    assert (await a.recv_type("message"))["text"] == "still here"
+    print(f"killed replica detected after {detected_after:.1f} s")
+
+
+async def test_drained_replica_clients_resume_elsewhere_without_leave_or_join(replicas, new_user, new_room, open_socket):
+    alice, bob = await new_user(), await new_user()
+    code = await new_room(alice)
+    a = await open_socket(alice, code, gateway=0)
+    await a.recv_type("welcome")
+    b = await open_socket(bob, code, gateway=1)
+    last_seen = (await b.recv_type("welcome"))["history"][-1]["id"]
+    await a.recv_type("join")
+
+    acked = []
+    for n in range(5):
+        acked.append(await a.say(f"before {n}"))
+    received = []
+    while len(received) < 5:
+        received.append(await b.recv_type("message"))
+    last_seen = received[-1]["id"]
+
+    stopped_at = time.monotonic()
+    stopper = asyncio.get_running_loop().run_in_executor(None, replicas.stop_child, "gateway1", signal.SIGTERM)
+    assert await b.closed_with() == 1012
+    for n in range(5):
+        acked.append(await a.say(f"during {n}"))
+    back = await open_socket(bob, code, gateway=0, since=last_seen)
+    welcome = await back.recv_type("welcome")
+    assert [e["text"] for e in welcome["history"] if e["type"] == "message"] == [f"during {n}" for n in range(5)]
+    # uvicorn re-raises SIGTERM once it has shut down cleanly; only SIGKILL would mean it hung.
+    assert await stopper == -signal.SIGTERM, "the drained replica exits by itself"
+    assert time.monotonic() - stopped_at < 10
+
+    # Past the linger window: still no leave (and no join) for bob, seen by alice.
+    await asyncio.sleep(4)
+    await back.send({"type": "message", "text": "after", "ref": "after"})
+    frame = await a.recv()
+    while frame["type"] == "ack":
+        frame = await a.recv()
+    assert frame["type"] == "message" and frame["text"] == "after", f"unexpected {frame}"
+
+
+async def test_chat_resumes_after_a_redis_restart(replicas, new_user, new_room, open_socket):
+    alice, bob = await new_user(), await new_user()
+    code = await new_room(alice)
+    a = await open_socket(alice, code, gateway=0)
+    await a.recv_type("welcome")
+    b = await open_socket(bob, code, gateway=1)
+    await b.recv_type("welcome")
+    await a.send({"type": "message", "text": "before", "ref": "1"})
+    last_seen = (await b.recv_type("message"))["id"]
+
+    replicas.stop_child("redis", signal.SIGTERM)
+    replicas.start_child("redis")
+    restarted_at = time.monotonic()
+
+    async def send_until_acked(socket, user, gateway, text):
+        """Send, reconnecting with since if the socket was closed meanwhile; returns the socket."""
+        while True:
+            try:
+                await socket.send({"type": "message", "text": text, "ref": text})
+                await socket.recv_type("ack", timeout=5)
+                return socket
+            except (ConnectionClosed, TimeoutError):
+                await asyncio.sleep(0.2)
+                try:
+                    socket = await open_socket(user, code, gateway=gateway)
+                    await socket.recv_type("welcome")
+                except (ConnectionClosed, OSError, TimeoutError):
+                    continue
+
+    async with asyncio.timeout(30):
+        a = await send_until_acked(a, alice, 0, "after restart")
+    recovered_after = time.monotonic() - restarted_at
+    texts: list[str] = []
+    async with asyncio.timeout(30):
+        while "after restart" not in texts:
+            try:
+                frame = await b.recv(timeout=5)
+            except (ConnectionClosed, TimeoutError):
+                try:
+                    b = await open_socket(bob, code, gateway=1, since=last_seen)
+                except (ConnectionClosed, OSError, TimeoutError):
+                    await asyncio.sleep(0.2)
+                continue
+            if frame["type"] == "welcome":
+                texts += [event.get("text", "") for event in frame["history"]]
+            elif frame["type"] == "message":
+                texts.append(frame["text"])
+    print(f"chat recovered {recovered_after:.1f} s after the Redis restart")
+
+
+async def test_a_dropped_subscription_recovers_missed_events(stack, new_user, new_room, open_socket, redis_client):
+    alice, bob = await new_user(), await new_user()
+    code = await new_room(alice)
+    a = await open_socket(alice, code, gateway=0)
+    await a.recv_type("welcome")
+    b = await open_socket(bob, code, gateway=1)
+    await b.recv_type("welcome")
+    await a.recv_type("join")
+    # Cut every pub/sub connection on the server side; the sockets stay up.
+    await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    sent = []
+    for n in range(10):
+        sent.append(await a.say(f"through the gap {n}"))
+    got = [(await b.recv_type("message", timeout=15))["id"] for _ in sent]
+    assert got == sent
+    assert got == sorted(got, key=parse_event_id)
