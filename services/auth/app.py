@@ -4,34 +4,48 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import asyncpg
 from fastapi import FastAPI, Request
+from redis.exceptions import RedisError
 
 from services.auth.migrate import apply_migrations
-from services.auth.passwords import PasswordHasher
+from services.auth.passwords import CommonPasswords, PasswordHasher
 from services.auth.routes import router
 from services.auth.settings import AuthSettings
-from services.auth.store import revoked_unexpired_sessions
+from services.auth.store import recently_revoked_sessions
 from services.common.http import install_common
 from services.common.redis_client import create_redis, redis_ready
-from services.common.redis_schema import Scripts, revoked_key
-from services.common.tokens import TokenSigner, TokenVerifier, load_private_key, load_public_keys
+from services.common.redis_schema import REVOCATIONS_LOADED, Scripts
+from services.common.sessions import publish_revocations
+from services.common.tokens import (
+    TokenSigner,
+    TokenVerifier,
+    load_private_key,
+    load_public_keys,
+)
 
 log = logging.getLogger(__name__)
 
+REVOCATIONS_CHECK_SECONDS = 0.5
 
-async def restore_revocations(app: FastAPI) -> int:
-    """Copy Postgres's revoked, unexpired sessions into Redis (which may have restarted empty)."""
-    now = datetime.now(UTC)
-    rows = await revoked_unexpired_sessions(app.state.pool)
-    if rows:
-        async with app.state.redis.pipeline(transaction=False) as pipe:
-            for session_id, expires_at in rows:
-                pipe.set(revoked_key(str(session_id)), 1, ex=max(1, int((expires_at - now).total_seconds())))
-            await pipe.execute()
-    return len(rows)
+
+async def keep_revocations_loaded(app: FastAPI) -> None:
+    """Whenever Redis has lost the revocation list (it restarted empty), rebuild it from Postgres.
+
+    Until this is done, rooms and gateways trust no token (see sessions.session_revoked).
+    """
+    settings, redis = app.state.settings, app.state.redis
+    while True:
+        try:
+            if not await redis.exists(REVOCATIONS_LOADED):
+                sessions = await recently_revoked_sessions(app.state.pool, settings.access_token_ttl_seconds)
+                await publish_revocations(redis, [str(s) for s in sessions], settings.access_token_ttl_seconds)
+                await redis.set(REVOCATIONS_LOADED, 1)
+                log.info("revocations loaded into Redis", extra={"sessions": len(sessions)})
+        except (RedisError, OSError, asyncpg.PostgresError) as exc:
+            log.warning("could not load revocations", extra={"error": str(exc)})
+        await asyncio.sleep(REVOCATIONS_CHECK_SECONDS)
 
 
 def create_app(settings: AuthSettings) -> FastAPI:
@@ -47,9 +61,10 @@ def create_app(settings: AuthSettings) -> FastAPI:
         try:
             await apply_migrations(app.state.pool)
             app.state.scripts = Scripts.register(app.state.redis)
-            restored = await restore_revocations(app)
-            log.info("auth ready", extra={"revocations_restored": restored})
+            keeper = asyncio.create_task(keep_revocations_loaded(app), name="revocations")
             yield
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         finally:
             await app.state.redis.aclose()
             await asyncio.wait_for(app.state.pool.close(), timeout=5)
@@ -60,6 +75,7 @@ def create_app(settings: AuthSettings) -> FastAPI:
         signing_key, settings.jwt_issuer, settings.jwt_audience, settings.access_token_ttl_seconds
     )
     app.state.verifier = TokenVerifier(verify_keys, settings.jwt_issuer, settings.jwt_audience)
+    app.state.common_passwords = CommonPasswords()
     app.state.hasher = PasswordHasher(settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism)
 
     async def readiness(request: Request) -> dict[str, bool]:

@@ -1,7 +1,21 @@
-"""Password hashing with argon2id through passlib's API (the libpass fork)."""
+"""Password hashing with argon2id through passlib's API (the libpass fork), and the common-password check."""
+
+from functools import cached_property
 
 from passlib.context import CryptContext
 from starlette.concurrency import run_in_threadpool
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+
+class CommonPasswords:
+    """The most common passwords (zxcvbn's frequency list), refused at registration (ASVS 6.2.4)."""
+
+    @cached_property
+    def _passwords(self) -> frozenset[str]:
+        return frozenset(FREQUENCY_LISTS["passwords"])
+
+    def __contains__(self, password: str) -> bool:
+        return password.lower() in self._passwords
 
 
 class PasswordHasher:

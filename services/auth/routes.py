@@ -1,24 +1,52 @@
-"""The auth API: register, login, logout, me, JWKS."""
+"""The auth API: register, login, refresh, logout, logout-all, me, JWKS."""
 
+import hashlib
+import secrets
 import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from services.auth import store
-from services.auth.deps import CurrentUser, HasherDep, PoolDep, RedisDep, ScriptsDep, SettingsDep, SignerDep
-from services.auth.schemas import LoginRequest, LoginResponse, RegisteredUser, RegisterRequest, UserOut
+from services.auth.cookies import (
+    REFRESH_COOKIE,
+    clear_session_cookies,
+    set_session_cookies,
+)
+from services.auth.deps import (
+    CommonPasswordsDep,
+    CurrentUser,
+    HasherDep,
+    PoolDep,
+    RedisDep,
+    ScriptsDep,
+    SettingsDep,
+    SignerDep,
+)
+from services.auth.schemas import (
+    LoginRequest,
+    LoginResponse,
+    RegisteredUser,
+    RegisterRequest,
+    UserOut,
+)
+from services.auth.settings import AuthSettings
 from services.common import ratelimit
+from services.common.http import ErrorOut
 from services.common.ratelimit import Limit
-from services.common.redis_schema import REVOCATIONS_CHANNEL, revoked_key
-from services.common.sessions import SESSION_COOKIE
+from services.common.sessions import origin_allowed, publish_revocations
+from services.common.tokens import TokenSigner
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 INVALID_LOGIN = "Invalid email or password."
+ERROR = {"model": ErrorOut}
+UNAUTHORIZED = {401: {"description": "Not authenticated, or the session ended", **ERROR}}
+TOO_MANY = {429: {"description": "Too many attempts; see Retry-After", **ERROR}}
 
 
 def _client_address(request: Request) -> str:
+    """The client as the edge reports it (uvicorn trusts forwarded headers only from the edge)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -30,14 +58,58 @@ def _too_many(retry_after: int, what: str) -> HTTPException:
     )
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=RegisteredUser)
+def _hash_refresh_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _session_response(
+    request: Request,
+    response: Response,
+    settings: AuthSettings,
+    signer: TokenSigner,
+    user: store.User,
+    session_id: str,
+    refresh_token: str,
+) -> LoginResponse:
+    """Issue an access token and set both cookies."""
+    token, expires_at = signer.issue(str(user.id), user.username, session_id)
+    expires_in = max(0, expires_at - int(time.time()))
+    set_session_cookies(response, request, settings, token, expires_in, refresh_token)
+    return LoginResponse(
+        access_token=token, expires_in=expires_in, user=UserOut(id=user.id, email=user.email, username=user.username)
+    )
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RegisteredUser,
+    responses={409: {"description": "Email already registered, or username taken", **ERROR}, **TOO_MANY},
+)
 async def register(
-    body: RegisterRequest, request: Request, pool: PoolDep, scripts: ScriptsDep, settings: SettingsDep, hasher: HasherDep
+    body: RegisterRequest,
+    request: Request,
+    pool: PoolDep,
+    scripts: ScriptsDep,
+    settings: SettingsDep,
+    hasher: HasherDep,
+    common_passwords: CommonPasswordsDep,
 ) -> RegisteredUser:
     limit = Limit(settings.registrations_per_address, settings.rate_limit_window_seconds)
     verdict = await ratelimit.hit(scripts, "register", _client_address(request), limit)
     if not verdict.allowed:
         raise _too_many(verdict.retry_after, "registrations")
+    if body.password in common_passwords:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[
+                {
+                    "type": "common_password",
+                    "loc": ["body", "password"],
+                    "msg": "This password is one of the most common ones; choose another.",
+                }
+            ],
+        )
     password_hash = await hasher.hash(body.password)
     try:
         user = await store.create_user(pool, body.email, body.username, password_hash)
@@ -48,7 +120,7 @@ async def register(
     return RegisteredUser(id=user.id, email=user.email, username=user.username, created_at=user.created_at)
 
 
-@router.post("/login", response_model=LoginResponse)
+@router.post("/login", response_model=LoginResponse, responses={401: {"description": INVALID_LOGIN, **ERROR}, **TOO_MANY})
 async def login(
     body: LoginRequest,
     request: Request,
@@ -80,40 +152,68 @@ async def login(
     if new_hash:
         await store.update_password_hash(pool, user.id, new_hash)
 
-    session = await store.create_session(pool, user.id, settings.access_token_ttl_seconds)
-    token, expires_at = signer.issue(str(user.id), user.username, str(session.id))
-    expires_in = max(0, expires_at - int(time.time()))
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=expires_in,
-        httponly=True,
-        samesite="lax",
-        secure=settings.cookie_secure,
-        path="/",
-    )
-    return LoginResponse(
-        access_token=token,
-        expires_in=expires_in,
-        user=UserOut(id=user.id, email=user.email, username=user.username),
-    )
+    session = await store.create_session(pool, user.id, settings.session_ttl_seconds)
+    refresh_token = secrets.token_urlsafe(32)
+    await store.add_refresh_token(pool, session.id, _hash_refresh_token(refresh_token))
+    return _session_response(request, response, settings, signer, user, str(session.id), refresh_token)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(principal: CurrentUser, pool: PoolDep, redis: RedisDep, settings: SettingsDep) -> Response:
-    """End the session everywhere: Postgres durably, Redis for the other services, sockets by broadcast."""
-    await store.revoke_session(pool, principal.session_id)
-    ttl = max(1, principal.expires_at - int(time.time()))
-    async with redis.pipeline(transaction=True) as pipe:
-        await pipe.set(revoked_key(principal.session_id), 1, ex=ttl).publish(
-            REVOCATIONS_CHANNEL, principal.session_id
-        ).execute()
+@router.post(
+    "/refresh",
+    response_model=LoginResponse,
+    responses={**UNAUTHORIZED, 403: {"description": "Cross-site request refused", **ERROR}},
+)
+async def refresh(
+    request: Request, response: Response, pool: PoolDep, redis: RedisDep, settings: SettingsDep, signer: SignerDep
+) -> LoginResponse:
+    """Swap the refresh cookie for a new access token and a new refresh cookie."""
+    if not origin_allowed(request.headers.get("origin"), settings.allowed_origins):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Cross-site request refused.")
+    presented = request.cookies.get(REFRESH_COOKIE)
+    if not presented:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="No session to refresh: log in.")
+    replacement = secrets.token_urlsafe(32)
+    try:
+        session, user = await store.rotate_refresh_token(
+            pool, _hash_refresh_token(presented), _hash_refresh_token(replacement), settings.refresh_reuse_grace_seconds
+        )
+    except store.RefreshReused as reused:
+        await publish_revocations(redis, [str(reused.session_id)], settings.access_token_ttl_seconds)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Session ended: log in again.") from None
+    except store.RefreshRejected:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Session ended: log in again.") from None
+    return _session_response(request, response, settings, signer, user, str(session.id), replacement)
+
+
+def _logged_out(request: Request, settings: AuthSettings) -> Response:
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=settings.cookie_secure)
+    clear_session_cookies(response, request, settings)
+    response.headers["Clear-Site-Data"] = '"cache", "storage"'
     return response
 
 
-@router.get("/me", response_model=UserOut)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+async def logout(
+    principal: CurrentUser, request: Request, pool: PoolDep, redis: RedisDep, settings: SettingsDep
+) -> Response:
+    """End this session everywhere: Postgres durably, Redis for the other services, sockets by broadcast."""
+    await store.revoke_session(pool, principal.session_id)
+    await publish_revocations(redis, [principal.session_id], settings.access_token_ttl_seconds)
+    return _logged_out(request, settings)
+
+
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+async def logout_all(
+    principal: CurrentUser, request: Request, pool: PoolDep, redis: RedisDep, settings: SettingsDep
+) -> Response:
+    """End every session of this user, on every device."""
+    revoked = await store.revoke_user_sessions(pool, principal.user_id)
+    session_ids = {str(session_id) for session_id, _ in revoked} | {principal.session_id}
+    await publish_revocations(redis, sorted(session_ids), settings.access_token_ttl_seconds)
+    return _logged_out(request, settings)
+
+
+@router.get("/me", response_model=UserOut, responses=UNAUTHORIZED)
 async def me(principal: CurrentUser, pool: PoolDep) -> UserOut:
     user = await store.user_by_id(pool, principal.user_id)
     if user is None:

@@ -1,17 +1,43 @@
 """Request and response bodies of the auth API."""
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    EmailStr,
+    Field,
+    StringConstraints,
+)
 
-Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.\-]{3,32}$")]
+
+def _nfkc(value: object) -> object:
+    """Fold compatibility characters (full-width letters and such) before checking."""
+    return unicodedata.normalize("NFKC", value) if isinstance(value, str) else value
+
+
+Username = Annotated[
+    str,
+    BeforeValidator(_nfkc),
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.\-]{3,32}$"),
+]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
 
 
+def _lower_domain(email: str) -> str:
+    local, _, domain = email.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+Email = Annotated[EmailStr, Field(max_length=254), AfterValidator(_lower_domain)]
+
+
 class RegisterRequest(BaseModel):
-    email: EmailStr
+    email: Email
     username: Username
     password: Password
 

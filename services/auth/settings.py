@@ -9,6 +9,9 @@ class AuthSettings(ServiceSettings):
     database_pool_max: int = 10
     jwt_signing_key_file: Path
     access_token_ttl_seconds: int = 900
+    # How long a login lasts while its refresh token keeps being used.
+    session_ttl_seconds: int = 30 * 24 * 3600
+    refresh_reuse_grace_seconds: float = 10.0
     cookie_secure: bool = False
     # argon2id cost; at or above OWASP's minimum (19 MiB, 2 passes, 1 lane).
     argon2_memory_kib: int = 19456

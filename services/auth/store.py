@@ -90,8 +90,73 @@ async def revoke_session(pool: asyncpg.Pool, session_id: UUID) -> datetime | Non
     )
 
 
-async def revoked_unexpired_sessions(pool: asyncpg.Pool) -> list[tuple[UUID, datetime]]:
+async def recently_revoked_sessions(pool: asyncpg.Pool, within_seconds: int) -> list[UUID]:
+    """Sessions revoked so recently that one of their access tokens may still be unexpired."""
     rows = await pool.fetch(
-        "SELECT id, expires_at FROM sessions WHERE revoked_at IS NOT NULL AND expires_at > now()"
+        "SELECT id FROM sessions WHERE revoked_at > now() - make_interval(secs => $1)", float(within_seconds)
+    )
+    return [row["id"] for row in rows]
+
+
+class RefreshRejected(Exception):
+    """The refresh token is unknown, or its session is over."""
+
+
+class RefreshReused(Exception):
+    """A refresh token was presented again after it had been replaced: the session was revoked."""
+
+    def __init__(self, session_id: UUID) -> None:
+        super().__init__("refresh token reused")
+        self.session_id = session_id
+
+
+async def add_refresh_token(pool: asyncpg.Pool, session_id: UUID, token_hash: bytes) -> None:
+    await pool.execute("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)", token_hash, session_id)
+
+
+async def rotate_refresh_token(
+    pool: asyncpg.Pool, token_hash: bytes, new_hash: bytes, reuse_grace_seconds: float
+) -> tuple[Session, User]:
+    """Swap a refresh token for a new one, atomically; detects replays.
+
+    A token used again within ``reuse_grace_seconds`` (two tabs refreshing at
+    once) is only refused; later, it revokes the session.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT r.used_at, r.used_at > now() - make_interval(secs => $2) AS recent,"
+            " s.id AS session_id, s.user_id, s.expires_at, s.revoked_at, s.expires_at > now() AS live"
+            " FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id"
+            " WHERE r.token_hash = $1 FOR UPDATE OF r, s",
+            token_hash,
+            float(reuse_grace_seconds),
+        )
+        if row is None or row["revoked_at"] is not None or not row["live"]:
+            raise RefreshRejected
+        if row["used_at"] is not None:
+            if row["recent"]:
+                raise RefreshRejected
+            # Committed before the caller hears of the replay: the revocation must stick.
+            await conn.execute("UPDATE sessions SET revoked_at = now() WHERE id = $1", row["session_id"])
+            user = None
+        else:
+            await conn.execute("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", token_hash)
+            await conn.execute(
+                "INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)", new_hash, row["session_id"]
+            )
+            user = await conn.fetchrow(
+                "SELECT id, email, username, password_hash, created_at FROM users WHERE id = $1", row["user_id"]
+            )
+    if user is None:
+        raise RefreshReused(row["session_id"])
+    return Session(row["session_id"], row["user_id"], row["expires_at"]), User(**dict(user))
+
+
+async def revoke_user_sessions(pool: asyncpg.Pool, user_id: UUID) -> list[tuple[UUID, datetime]]:
+    """Revoke every live session of the user; returns (session id, expiry) of each."""
+    rows = await pool.fetch(
+        "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()"
+        " RETURNING id, expires_at",
+        user_id,
     )
     return [(row["id"], row["expires_at"]) for row in rows]

@@ -4,8 +4,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends
-from starlette.requests import HTTPConnection
 from redis.asyncio import Redis
+from starlette.requests import HTTPConnection
 
 from services.common.redis_schema import Scripts
 from services.common.sessions import request_principal

@@ -13,6 +13,7 @@ Keys (``CODE`` is a room code, ``GID`` a gateway replica id):
 | ``sala:gateway:GID:conns`` | set | ``"CODE CONN"`` for each socket the gateway holds |
 | ``sala:lingering`` | sorted set | ``"CODE CONN"`` → deadline (ms) of sockets of a drained gateway, kept so that a quick reconnect is no leave and join |
 | ``sala:revoked:SID`` | string | present while a revoked session's tokens could still be unexpired |
+| ``sala:revocations:loaded`` | string | set by auth once Redis holds every revocation that matters; absent after Redis lost its data, and then no token is trusted until auth restores them from Postgres |
 | ``sala:ratelimit:SCOPE:ID`` | string | a fixed-window counter |
 
 Channels: ``sala:room:CODE`` carries each new event of the room as its final
@@ -35,6 +36,7 @@ GATEWAYS = "sala:gateways"
 GATEWAY_PREFIX = "sala:gateway:"
 LINGERING = "sala:lingering"
 REVOCATIONS_CHANNEL = "sala:revocations"
+REVOCATIONS_LOADED = "sala:revocations:loaded"
 
 
 def room_key(code: str) -> str:

@@ -5,7 +5,11 @@ from collections.abc import Mapping
 from fastapi import HTTPException, Request, status
 from redis.asyncio import Redis
 
-from services.common.redis_schema import revoked_key
+from services.common.redis_schema import (
+    REVOCATIONS_CHANNEL,
+    REVOCATIONS_LOADED,
+    revoked_key,
+)
 from services.common.tokens import InvalidToken, Principal, TokenVerifier
 
 SESSION_COOKIE = "chat_session"
@@ -31,8 +35,28 @@ async def authenticate(token: str | None, verifier: TokenVerifier, redis: Redis)
     return principal
 
 
+class RevocationsUnknown(Exception):
+    """Redis lost the revocation list (it restarted empty) and auth has not restored it yet."""
+
+
 async def session_revoked(redis: Redis, session_id: str) -> bool:
-    return bool(await redis.exists(revoked_key(session_id)))
+    """Whether the session was revoked; a Redis lookup, never a call to auth.
+
+    Raises RevocationsUnknown rather than trust a token Redis may have forgotten revoking.
+    """
+    async with redis.pipeline(transaction=False) as pipe:
+        revoked, loaded = await pipe.exists(revoked_key(session_id)).exists(REVOCATIONS_LOADED).execute()
+    if not loaded:
+        raise RevocationsUnknown
+    return bool(revoked)
+
+
+async def publish_revocations(redis: Redis, session_ids: list[str], ttl_seconds: int) -> None:
+    """Mark sessions revoked for every service and tell every gateway to close their sockets."""
+    async with redis.pipeline(transaction=True) as pipe:
+        for session_id in session_ids:
+            pipe.set(revoked_key(session_id), 1, ex=max(1, ttl_seconds)).publish(REVOCATIONS_CHANNEL, session_id)
+        await pipe.execute()
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -55,6 +79,12 @@ async def request_principal(request: Request) -> Principal:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Cross-site request refused.")
     try:
         return await authenticate(token, request.app.state.verifier, request.app.state.redis)
+    except RevocationsUnknown as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="Sessions cannot be checked right now; try again in a moment.",
+            headers={"Retry-After": "1"},
+        ) from exc
     except InvalidToken as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -16,7 +16,12 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from services.common.redis_schema import REVOCATIONS_CHANNEL, ROOM_PREFIX, parse_event_id, room_key
+from services.common.redis_schema import (
+    REVOCATIONS_CHANNEL,
+    ROOM_PREFIX,
+    parse_event_id,
+    room_key,
+)
 from services.gateway import store
 from services.gateway.store import EventId
 

@@ -4,9 +4,13 @@ from fastapi import APIRouter, WebSocket, status
 
 from services.common.redis_schema import parse_event_id
 from services.common.room_codes import normalize
-from services.common.sessions import session_revoked, token_from
+from services.common.sessions import RevocationsUnknown, session_revoked, token_from
 from services.common.tokens import InvalidToken
-from services.gateway.connection import CLOSE_ROOM_GONE, ClientConnection
+from services.gateway.connection import (
+    CLOSE_ROOM_GONE,
+    CLOSE_TRY_AGAIN,
+    ClientConnection,
+)
 from services.gateway.deps import HubDep, RedisDep, SettingsDep, VerifierDep
 from services.gateway.frames import FrameError
 
@@ -48,7 +52,13 @@ async def chat_socket(
     connection = ClientConnection(websocket, principal, code, since, hub, websocket.app.state)
     # Watched before the revocation check, so a logout racing this handshake still closes the socket.
     hub.watch_session(connection)
-    if await session_revoked(redis, principal.session_id):
+    try:
+        revoked = await session_revoked(redis, principal.session_id)
+    except RevocationsUnknown:
+        hub.detach(connection)
+        await websocket.close(CLOSE_TRY_AGAIN, "sessions cannot be checked right now; reconnect")
+        return
+    if revoked:
         hub.detach(connection)
         await websocket.close(CLOSE_UNAUTHENTICATED, "session ended")
         return

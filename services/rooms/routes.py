@@ -5,8 +5,8 @@ from fastapi import APIRouter, HTTPException, status
 from services.common import ratelimit
 from services.common.presence import utc_now_iso
 from services.common.ratelimit import Limit
-from services.rooms import store
 from services.common.room_codes import normalize
+from services.rooms import store
 from services.rooms.deps import CurrentUser, RedisDep, ScriptsDep, SettingsDep
 from services.rooms.schemas import CreateRoomRequest, RoomDetail, RoomOut
 

@@ -2,7 +2,12 @@
 
 from redis.asyncio import Redis
 
-from services.common.redis_schema import Scripts, room_key, room_names_key, room_users_key
+from services.common.redis_schema import (
+    Scripts,
+    room_key,
+    room_names_key,
+    room_users_key,
+)
 from services.common.room_codes import new_code
 
 CODE_ATTEMPTS = 20

@@ -37,7 +37,9 @@ def playwright_driver() -> Iterator[object]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        unavailable("the playwright package is not installed (pip install -e '.[test]')")
+        unavailable(
+            "the playwright package is not installed (pip install -e '.[test]')"
+        )
     driver = sync_playwright().start()
     try:
         yield driver
@@ -46,13 +48,15 @@ def playwright_driver() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def browser(playwright_driver) -> Iterator[object]:  # noqa: ANN001
+def browser(playwright_driver) -> Iterator[object]:
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         unavailable(f"Chromium is missing at {CHROMIUM}: run tools/ensure-browser.sh")
     from playwright.sync_api import expect
 
     expect.set_options(timeout=15_000)
-    browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    browser = playwright_driver.chromium.launch(
+        executable_path=CHROMIUM, args=CHROMIUM_ARGS
+    )
     try:
         yield browser
     finally:
@@ -60,7 +64,7 @@ def browser(playwright_driver) -> Iterator[object]:  # noqa: ANN001
 
 
 @pytest.fixture
-def base_url(stack) -> str:  # noqa: ANN001
+def base_url(stack) -> str:
     return stack.edge_url
 
 
@@ -70,21 +74,25 @@ class PageProblems:
     def __init__(self) -> None:
         self.items: list[str] = []
 
-    def watch(self, page) -> None:  # noqa: ANN001
-        page.on("pageerror", lambda err: self.items.append(f"{page.url}: uncaught {err}"))
+    def watch(self, page) -> None:
+        page.on(
+            "pageerror", lambda err: self.items.append(f"{page.url}: uncaught {err}")
+        )
         page.on("console", self._console(page))
 
-    def _console(self, page) -> Callable:  # noqa: ANN001
-        def handler(message) -> None:  # noqa: ANN001
+    def _console(self, page) -> Callable:
+        def handler(message) -> None:
             text = message.text
-            if "Content Security Policy" in text or (message.type == "error" and "SyntaxError" in text):
+            if "Content Security Policy" in text or (
+                message.type == "error" and "SyntaxError" in text
+            ):
                 self.items.append(f"{page.url}: {text}")
 
         return handler
 
 
 @pytest.fixture
-def new_page(browser, base_url) -> Iterator[Callable]:  # noqa: ANN001
+def new_page(browser, base_url) -> Iterator[Callable]:
     """Open a page in a fresh browser context (its own cookies), like a separate person.
 
     new_page(locale="es-ES", viewport=PHONE) -> page; the page's base URL is the edge.
@@ -92,7 +100,11 @@ def new_page(browser, base_url) -> Iterator[Callable]:  # noqa: ANN001
     contexts = []
     problems = PageProblems()
 
-    def make(locale: str = "en-US", viewport: dict | None = None, accept_language: str | None = None):
+    def make(
+        locale: str = "en-US",
+        viewport: dict | None = None,
+        accept_language: str | None = None,
+    ):
         headers = {"Accept-Language": accept_language} if accept_language else None
         context = browser.new_context(
             base_url=base_url,
@@ -108,7 +120,9 @@ def new_page(browser, base_url) -> Iterator[Callable]:  # noqa: ANN001
     yield make
     for context in contexts:
         context.close()
-    assert not problems.items, "the pages reported problems:\n" + "\n".join(problems.items)
+    assert not problems.items, "the pages reported problems:\n" + "\n".join(
+        problems.items
+    )
 
 
 @pytest.fixture

@@ -7,11 +7,19 @@ import uuid
 from playwright.sync_api import Page, expect
 
 from tests.e2e.helpers import (
-    create_room, join_room, members, messages_with, new_person, notice, register, send, wait_online,
+    create_room,
+    join_room,
+    members,
+    messages_with,
+    new_person,
+    notice,
+    register,
+    send,
+    wait_online,
 )
 
 
-def two_in_a_room(new_page) -> tuple[Page, Page, str, str, str]:  # noqa: ANN001
+def two_in_a_room(new_page) -> tuple[Page, Page, str, str, str]:
     """Alice creates a room, Bob joins it by code. Returns (alice, bob, code, alice name, bob name)."""
     alice, bob = new_page(), new_page()
     a, b = new_person("alice"), new_person("bob")
@@ -24,11 +32,13 @@ def two_in_a_room(new_page) -> tuple[Page, Page, str, str, str]:  # noqa: ANN001
     return alice, bob, code, a.username, b.username
 
 
-def test_two_people_chat_in_a_room(new_page) -> None:  # noqa: ANN001
+def test_two_people_chat_in_a_room(new_page) -> None:
     alice, bob, code, a_name, b_name = two_in_a_room(new_page)
 
     # Alice sees Bob arrive, as a notice set apart from messages.
-    join = alice.locator(f'[data-testid="room-event"][data-type="join"][data-username="{b_name}"]')
+    join = alice.locator(
+        f'[data-testid="room-event"][data-type="join"][data-username="{b_name}"]'
+    )
     expect(join).to_have_count(1)
     expect(join).to_contain_text(b_name)
     expect(alice.get_by_test_id("member-list")).to_contain_text(b_name)
@@ -55,7 +65,7 @@ def test_two_people_chat_in_a_room(new_page) -> None:  # noqa: ANN001
     expect(bob.get_by_test_id("live-region")).to_contain_text(hello)
 
 
-def test_composer_keys_grouping_and_counter(new_page) -> None:  # noqa: ANN001
+def test_composer_keys_grouping_and_counter(new_page) -> None:
     page = new_page()
     register(page, new_person("carol"))
     create_room(page)
@@ -92,14 +102,16 @@ def test_composer_keys_grouping_and_counter(new_page) -> None:  # noqa: ANN001
     expect(page.get_by_test_id("send-button")).to_be_enabled()
 
 
-def test_leave_notices_member_list_and_closed_code(new_page) -> None:  # noqa: ANN001
-    alice, bob, code, a_name, b_name = two_in_a_room(new_page)
+def test_leave_notices_member_list_and_closed_code(new_page) -> None:
+    alice, bob, code, _, b_name = two_in_a_room(new_page)
 
     bob.get_by_test_id("leave-room").click()
     expect(bob).to_have_url(re.compile(r"/lobby$"))
     expect(notice(bob, "notice.leftRoom")).to_contain_text(code)
 
-    leave = alice.locator(f'[data-testid="room-event"][data-type="leave"][data-username="{b_name}"]')
+    leave = alice.locator(
+        f'[data-testid="room-event"][data-type="leave"][data-username="{b_name}"]'
+    )
     expect(leave).to_have_count(1)
     expect(leave).to_contain_text(b_name)
     expect(members(alice)).to_have_count(1)
@@ -110,27 +122,38 @@ def test_leave_notices_member_list_and_closed_code(new_page) -> None:  # noqa: A
     alice.get_by_test_id("leave-room").click()
     expect(alice).to_have_url(re.compile(r"/lobby$"))
     deadline = time.monotonic() + 15
-    while alice.request.get(f"/api/rooms/{code}").status != 404 and time.monotonic() < deadline:
+    while (
+        alice.request.get(f"/api/rooms/{code}").status != 404
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     bob.get_by_test_id("join-code-input").fill(code)
     bob.get_by_test_id("join-room-button").click()
     error = bob.get_by_test_id("join-code-input-error")
     expect(error).to_be_visible()
     expect(error).to_contain_text(code)
-    expect(bob.get_by_test_id("join-code-input")).to_have_attribute("aria-invalid", "true")
+    expect(bob.get_by_test_id("join-code-input")).to_have_attribute(
+        "aria-invalid", "true"
+    )
     expect(bob).to_have_url(re.compile(r"/lobby$"))
 
 
-def test_reconnect_fetches_missed_messages_once(new_page) -> None:  # noqa: ANN001
-    alice, bob, code, a_name, b_name = two_in_a_room(new_page)
+def test_reconnect_fetches_missed_messages_once(new_page) -> None:
+    alice, bob, _, _, b_name = two_in_a_room(new_page)
     before = f"before the drop {uuid.uuid4().hex[:6]}"
     send(alice, before)
     expect(messages_with(bob, before)).to_have_count(1)
 
     # Bob's socket is cut and stays down while Alice talks.
     bob.evaluate("window.__sala.debugDropSocket({ pause: true })")
-    expect(bob.get_by_test_id("connection-status")).to_have_attribute("data-state", "paused")
-    expect(alice.locator(f'[data-testid="room-event"][data-type="leave"][data-username="{b_name}"]')).to_have_count(1)
+    expect(bob.get_by_test_id("connection-status")).to_have_attribute(
+        "data-state", "paused"
+    )
+    expect(
+        alice.locator(
+            f'[data-testid="room-event"][data-type="leave"][data-username="{b_name}"]'
+        )
+    ).to_have_count(1)
     missed = [f"missed {i} {uuid.uuid4().hex[:6]}" for i in range(3)]
     for text in missed:
         send(alice, text)
@@ -151,12 +174,16 @@ def test_reconnect_fetches_missed_messages_once(new_page) -> None:  # noqa: ANN0
 
     # In order: the missed messages come after the earlier one, in the order sent.
     texts = bob.get_by_test_id("message-text").all_inner_texts()
-    positions = [next(i for i, t in enumerate(texts) if t == want) for want in [before, *missed]]
+    positions = [
+        next(i for i, t in enumerate(texts) if t == want) for want in [before, *missed]
+    ]
     assert positions == sorted(positions), texts
 
     # A plain drop (no pause) reconnects by itself with backoff; nothing is doubled.
     bob.evaluate("window.__sala.debugDropSocket()")
-    expect(bob.locator('[data-testid="room-event"][data-type="reconnected"]')).to_have_count(2)
+    expect(
+        bob.locator('[data-testid="room-event"][data-type="reconnected"]')
+    ).to_have_count(2)
     wait_online(bob)
     after = f"after the second drop {uuid.uuid4().hex[:6]}"
     send(alice, after)
@@ -167,15 +194,17 @@ def test_reconnect_fetches_missed_messages_once(new_page) -> None:  # noqa: ANN0
     expect(messages_with(alice, "still here")).to_have_count(1)
 
 
-def test_reading_history_is_not_interrupted_by_new_messages(new_page) -> None:  # noqa: ANN001
-    alice, bob, code, a_name, b_name = two_in_a_room(new_page)
+def test_reading_history_is_not_interrupted_by_new_messages(new_page) -> None:
+    alice, bob, *_ = two_in_a_room(new_page)
     for i in range(30):
         send(alice, f"filler message number {i}")
     expect(messages_with(bob, "filler message number 29")).to_have_count(1)
     scroller = bob.get_by_test_id("message-scroller")
     assert scroller.evaluate("el => el.scrollHeight > el.clientHeight + 100")
     # At the bottom, new messages scroll into view by themselves.
-    assert scroller.evaluate("el => el.scrollHeight - el.scrollTop - el.clientHeight < 48")
+    assert scroller.evaluate(
+        "el => el.scrollHeight - el.scrollTop - el.clientHeight < 48"
+    )
 
     # Scrolled up to read: a new message does not move the view; a button offers it.
     scroller.evaluate("el => { el.scrollTop = 0; }")
@@ -190,11 +219,13 @@ def test_reading_history_is_not_interrupted_by_new_messages(new_page) -> None:  
 
     button.click()
     expect(button).to_be_hidden()
-    assert scroller.evaluate("el => el.scrollHeight - el.scrollTop - el.clientHeight < 48")
+    assert scroller.evaluate(
+        "el => el.scrollHeight - el.scrollTop - el.clientHeight < 48"
+    )
     expect(bob.get_by_test_id("composer-input")).to_be_focused()
 
 
-def test_a_closed_or_unknown_room_says_so(new_page) -> None:  # noqa: ANN001
+def test_a_closed_or_unknown_room_says_so(new_page) -> None:
     page = new_page()
     register(page, new_person("ivan"))
     page.goto("/r/ZZZZZZZZ")

@@ -6,7 +6,14 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import create_room, new_person, notice, register, send, wait_ready
+from tests.e2e.helpers import (
+    create_room,
+    new_person,
+    notice,
+    send,
+    submit,
+    wait_ready,
+)
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 CATALOGUES = WEB / "static" / "i18n"
@@ -49,7 +56,7 @@ def test_every_key_the_ui_uses_is_in_the_catalogue() -> None:
     assert len(used) > 100
 
 
-def test_spanish_from_the_browser_language_and_the_switcher(new_page) -> None:  # noqa: ANN001
+def test_spanish_from_the_browser_language_and_the_switcher(new_page) -> None:
     page = new_page(locale="es-ES", accept_language="es-ES,es;q=0.9")
     page.goto("/")
     wait_ready(page)
@@ -57,7 +64,9 @@ def test_spanish_from_the_browser_language_and_the_switcher(new_page) -> None:  
     expect(page.get_by_test_id("language-select")).to_have_value("es")
     expect(page.get_by_test_id("nav-login")).to_have_text("Iniciar sesión")
     expect(page.get_by_test_id("nav-register")).to_have_text("Crear cuenta")
-    expect(page.locator("h1")).to_have_text("Abre una sala. Comparte el código. Conversa.")
+    expect(page.locator("h1")).to_have_text(
+        "Abre una sala. Comparte el código. Conversa."
+    )
 
     # The whole journey in Spanish: forms, notices, the room.
     page.goto("/lobby")
@@ -69,27 +78,40 @@ def test_spanish_from_the_browser_language_and_the_switcher(new_page) -> None:  
     page.get_by_test_id("register-email").fill(person.email)
     page.get_by_test_id("register-username").fill(person.username)
     page.get_by_test_id("register-password").fill("ab")
-    expect(page.get_by_test_id("password-strength-label")).to_have_text("Demasiado corta")
+    expect(page.get_by_test_id("password-strength-label")).to_have_text(
+        "Demasiado corta"
+    )
     page.get_by_test_id("register-submit").click()
     expect(page.get_by_test_id("register-password-error")).to_have_text(
         "La contraseña debe tener entre 8 y 128 caracteres."
     )
     page.get_by_test_id("register-password").fill(person.password)
     page.get_by_test_id("register-confirm").fill(person.password)
-    page.get_by_test_id("register-submit").click()
+    submit(
+        page,
+        "register-submit",
+        "register-form-error",
+        notice(page, "notice.accountCreated"),
+    )
     expect(notice(page, "notice.accountCreated")).to_contain_text("Cuenta creada")
     expect(page).to_have_url(re.compile(r"/lobby$"))
     expect(page.locator("h1")).to_have_text("Vestíbulo")
     page.get_by_test_id("join-code-input").fill("ZZZZZZ")
     page.get_by_test_id("join-room-button").click()
-    expect(page.get_by_test_id("join-code-input-error")).to_contain_text("No hay ninguna sala abierta")
+    expect(page.get_by_test_id("join-code-input-error")).to_contain_text(
+        "No hay ninguna sala abierta"
+    )
 
     create_room(page)
     expect(page.get_by_test_id("connection-status")).to_have_text("Conectado")
     expect(page.get_by_test_id("send-button")).to_have_text("Enviar")
-    expect(page.get_by_test_id("composer-input")).to_have_attribute("placeholder", "Escribe un mensaje…")
+    expect(page.get_by_test_id("composer-input")).to_have_attribute(
+        "placeholder", "Escribe un mensaje…"
+    )
     send(page, "hola a todos")
-    expect(page.locator('[data-testid="room-event"][data-type="join"]')).to_have_text(re.compile("Has entrado"))
+    expect(page.locator('[data-testid="room-event"][data-type="join"]')).to_have_text(
+        re.compile("Has entrado")
+    )
     untranslated = page.evaluate(
         "[...document.querySelectorAll('[data-i18n]')].filter(e => e.textContent === e.dataset.i18n).length"
     )

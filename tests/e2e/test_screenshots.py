@@ -8,7 +8,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import DESKTOP, PHONE
-from tests.e2e.helpers import create_room, join_room, new_person, register, send, wait_online
+from tests.e2e.helpers import (
+    create_room,
+    join_room,
+    new_person,
+    register,
+    send,
+    wait_online,
+)
 
 SIZES = {"desktop": DESKTOP, "phone": PHONE}
 
@@ -19,7 +26,7 @@ def no_sideways_scroll(page: Page) -> None:
 
 
 @pytest.mark.parametrize("size", list(SIZES))
-def test_screenshots_of_lobby_and_room(new_page, artifacts, size: str) -> None:  # noqa: ANN001
+def test_screenshots_of_lobby_and_room(new_page, artifacts, size: str) -> None:
     viewport = SIZES[size]
     alice, bob = new_page(viewport=viewport), new_page(viewport=viewport)
     register(alice, new_person("alice"))
@@ -35,7 +42,9 @@ def test_screenshots_of_lobby_and_room(new_page, artifacts, size: str) -> None: 
     send(bob, "Yes. I checked the forecast: sunny until 3 pm, showers later.")
     send(bob, "Shall we meet at the station at 8?")
     send(alice, "8 works. I'll bring the map and some snacks.\nAnyone else coming?")
-    send(bob, "A long one to see wrapping: " + "supercalifragilisticexpialidocious " * 3)
+    send(
+        bob, "A long one to see wrapping: " + "supercalifragilisticexpialidocious " * 3
+    )
     wait_online(alice)
     expect(alice.get_by_test_id("message")).to_have_count(5)
     no_sideways_scroll(alice)

@@ -5,12 +5,20 @@ import uuid
 
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import create_room, join_room, messages_with, new_person, register, send, wait_ready
+from tests.e2e.helpers import (
+    create_room,
+    join_room,
+    messages_with,
+    new_person,
+    register,
+    send,
+    wait_ready,
+)
 
 PAYLOAD = "<img src=x onerror=window.__xss=1>"
 
 
-def test_markup_in_messages_room_names_and_usernames_is_text(new_page) -> None:  # noqa: ANN001
+def test_markup_in_messages_room_names_and_usernames_is_text(new_page) -> None:
     alice, bob = new_page(), new_page()
     register(alice, new_person("alice"))
     register(bob, new_person("bob"))
@@ -42,7 +50,11 @@ def test_markup_in_messages_room_names_and_usernames_is_text(new_page) -> None: 
     # The server refuses it too (the form's own check is not the only guard).
     response = page.request.post(
         "/api/auth/register",
-        data={"email": new_person("mallory").email, "username": PAYLOAD, "password": "correct horse battery staple"},
+        data={
+            "email": new_person("mallory").email,
+            "username": PAYLOAD,
+            "password": "correct horse battery staple",
+        },
     )
     assert response.status == 422
 

@@ -14,7 +14,7 @@
 - deploy/grafana/: the sample dashboard only uses metrics the services export.
 
 Only test_compose_stack_comes_up_scaled needs a Docker engine; it skips
-without one. Dependencies: tests/requirements-deploy.txt (and checkov, in its
+without one (marked needs_docker: the one skip CI allows). Dependencies: tests/requirements-deploy.txt (and checkov, in its
 own virtualenv: tests/requirements-checkov.txt).
 """
 
@@ -290,6 +290,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.needs_docker
 def test_compose_stack_comes_up_scaled(tmp_path: Path) -> None:
     """Build the images and run the stack with three gateways. Needs a Docker engine."""
     if not _docker_available():
@@ -345,6 +346,27 @@ def test_service_image_is_multi_stage_slim_and_unprivileged() -> None:
     # The last USER comes after the last RUN: nothing runs as root at the end.
     kinds = [k for k, _ in runtime]
     assert len(kinds) - 1 - kinds[::-1].index("USER") > len(kinds) - 1 - kinds[::-1].index("RUN")
+
+
+def test_service_image_copies_what_pip_install_needs() -> None:
+    """`pip install .` in the builder sees only what the Dockerfile copies."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    needed = {"pyproject.toml", "services/"}
+    readme = project.get("readme")
+    if readme:
+        needed.add(readme if isinstance(readme, str) else readme.get("file", ""))
+    for entry in project.get("license-files", []):
+        needed.add(entry)
+    license_ = project.get("license")
+    if isinstance(license_, dict) and "file" in license_:
+        needed.add(license_["file"])
+    [builder, _] = stages(dockerfile_instructions(DOCKERFILE))
+    copied = {source for kind, args in builder if kind == "COPY" for source in args.split()[:-1]}
+    assert needed - {""} <= copied, f"the builder stage must COPY {sorted(needed - copied)}"
+    for path in needed - {""}:
+        assert _dockerignore_allows(path.rstrip("/") + ("/x" if path.endswith("/") else "")), path
 
 
 def test_edge_image_serves_the_web_ui_with_the_caddyfiles() -> None:

@@ -74,6 +74,10 @@ function collapseNav() {
 async function logout(button) {
   session.loggingOut = true;
   button.disabled = true;
+  // The server answers a logout with Clear-Site-Data, which also empties
+  // local storage: keep the language the person chose.
+  let chosenLanguage = null;
+  try { chosenLanguage = localStorage.getItem('sala.lang'); } catch { /* ignore */ }
   try {
     await auth.logout();
   } catch (err) {
@@ -83,6 +87,9 @@ async function logout(button) {
       notify('danger', err.status === 0 ? 'errors.network' : 'errors.logoutFailed');
       return;
     }
+  }
+  if (chosenLanguage) {
+    try { localStorage.setItem('sala.lang', chosenLanguage); } catch { /* ignore */ }
   }
   setUser(null);
   flash('success', 'notice.loggedOut');

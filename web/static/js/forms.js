@@ -86,17 +86,19 @@ export function focusFirstError(fields) {
 /**
  * Put FastAPI 422 validation errors on their fields.
  * detail: [{loc: ['body', 'email'], msg, type}, ...]
- * messages: { fieldName: catalogueKey } — our own wording per field.
+ * messages: { fieldName: catalogueKey } — our own wording per field;
+ * byType: { errorType: catalogueKey } — wording for a specific error type.
  * Returns the entries that matched no field.
  */
-export function applyValidationErrors(detail, fieldsByName, messages) {
+export function applyValidationErrors(detail, fieldsByName, messages, byType = {}) {
   const unmatched = [];
   if (!Array.isArray(detail)) return [detail];
   for (const item of detail) {
     const loc = Array.isArray(item && item.loc) ? item.loc : [];
     const name = [...loc].reverse().find((part) => typeof part === 'string' && fieldsByName[part]);
     if (name) {
-      setError(fieldsByName[name], messages[name] || 'errors.invalidValue');
+      const key = (item && byType[item.type]) || messages[name] || 'errors.invalidValue';
+      setError(fieldsByName[name], key);
     } else {
       unmatched.push(item);
     }

@@ -52,6 +52,7 @@ export class RoomConnection {
     this.everWelcomed = false;
     this.welcomed = false; // on the current socket
     this.duplicates = 0;   // total events dropped as already seen
+    this.authFailures = 0; // 4401 closes since the last welcome
     this.connects = 0;
     this.lastUrl = null;
     this.onOnline = () => { if (!this.ws && !this.stopped && !this.paused) this.connectNow(); };
@@ -133,6 +134,7 @@ export class RoomConnection {
     const events = history.filter((e) => e && TIMELINE.has(e.type) && this.accept(e));
     this.welcomed = true;
     this.everWelcomed = true;
+    this.authFailures = 0;
     this.attempt = 0;
     this.setState('online');
     if (this.h.welcome) {
@@ -152,11 +154,17 @@ export class RoomConnection {
     if (this.stopped) return;
     const code = ev.code;
     if (code === CLOSE.LOGGED_OUT) return this.end('logged_out');
-    if (code === CLOSE.UNAUTHORIZED) return this.end('unauthorized');
     if (code === CLOSE.ROOM_CLOSED) return this.end('room_closed');
     if (this.paused) {
       this.setState('paused');
       return undefined;
+    }
+    if (code === CLOSE.UNAUTHORIZED) {
+      // The access token may just have expired: the probe refreshes it if it
+      // can. Refused again and again all the same: the session is over.
+      this.authFailures += 1;
+      if (this.authFailures >= 3) return this.end('unauthorized');
+      return this.probeThenReconnect();
     }
     if (code === CLOSE.RESTART) {
       // The replica is going away: come back at once through another one.
@@ -166,16 +174,20 @@ export class RoomConnection {
     if (!ev.wasClean || code === 1006) {
       // The handshake may have been refused (session gone, room gone):
       // ask the HTTP API before trying again.
-      this.setState('reconnecting', { attempt: this.attempt });
-      Promise.resolve(this.h.probe ? this.h.probe() : 'ok').then((verdict) => {
-        if (this.stopped || this.ws) return;
-        if (verdict === 'unauthorized') this.end('unauthorized');
-        else if (verdict === 'room_closed') this.end('room_closed');
-        else this.scheduleReconnect(null);
-      }, () => this.scheduleReconnect(null));
-      return undefined;
+      return this.probeThenReconnect();
     }
     this.scheduleReconnect(null);
+    return undefined;
+  }
+
+  probeThenReconnect() {
+    this.setState(this.everWelcomed ? 'reconnecting' : 'connecting', { attempt: this.attempt });
+    Promise.resolve(this.h.probe ? this.h.probe() : 'ok').then((verdict) => {
+      if (this.stopped || this.ws || this.paused) return;
+      if (verdict === 'unauthorized') this.end('unauthorized');
+      else if (verdict === 'room_closed') this.end('room_closed');
+      else this.scheduleReconnect(null);
+    }, () => { if (!this.stopped && !this.ws) this.scheduleReconnect(null); });
     return undefined;
   }
 

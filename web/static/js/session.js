@@ -13,7 +13,10 @@ export function setUser(user) {
   window.dispatchEvent(new CustomEvent('sala:session', { detail: session.user }));
 }
 
-/** Ask the server who we are. Returns the user or null; throws ApiError on server trouble. */
+/**
+ * Ask the server who we are (auth.me refreshes an expired access token
+ * first when it can). Returns the user or null; throws ApiError on server trouble.
+ */
 export async function loadUser() {
   try {
     setUser(await auth.me());

@@ -138,7 +138,7 @@ export function registerView(ctx) {
           email: 'register.error.emailInvalid',
           username: 'register.error.usernameInvalid',
           password: 'register.error.passwordLength',
-        });
+        }, { common_password: 'register.error.passwordCommon' });
         if (rest.length) showFormError(errorBox, 'errors.invalidInput');
       } else {
         showApiError(errorBox, err);

@@ -1,0 +1,320 @@
+"""Access tokens under attack: every forgery a JWT verifier is known to fall for is refused.
+
+Pure logic, no servers. Forged tokens are built by hand (base64url + a signature
+of our choosing) wherever PyJWT would refuse to build them itself, so the test
+does not depend on the library it is checking.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from services.common.tokens import (
+    ALGORITHM,
+    TOKEN_TYPE,
+    InvalidToken,
+    Principal,
+    TokenSigner,
+    TokenVerifier,
+    load_private_key,
+    load_public_keys,
+    public_jwk,
+)
+
+ISSUER = "sala"
+AUDIENCE = "sala"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_json(value: object) -> str:
+    return b64url(json.dumps(value, separators=(",", ":")).encode())
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def claims(**overrides: object) -> dict[str, object]:
+    """The claims auth puts in a token, with some replaced (a value of None drops the claim)."""
+    now = int(time.time())
+    base: dict[str, object] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": str(uuid.uuid4()),
+        "sid": str(uuid.uuid4()),
+        "username": "alice",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+    }
+    base.update(overrides)
+    return {name: value for name, value in base.items() if value is not None}
+
+
+def kid_of(key: Ed25519PrivateKey) -> str:
+    return public_jwk(key.public_key())["kid"]
+
+
+def header(key: Ed25519PrivateKey, **overrides: object) -> dict[str, object]:
+    """The header auth puts on a token, with some fields replaced (None drops the field)."""
+    base: dict[str, object] = {"alg": ALGORITHM, "typ": TOKEN_TYPE, "kid": kid_of(key)}
+    base.update(overrides)
+    return {name: value for name, value in base.items() if value is not None}
+
+
+def ed25519_token(key: Ed25519PrivateKey, head: dict[str, object], body: dict[str, object]) -> str:
+    """A token signed with ``key`` over exactly this header and payload, whatever they say."""
+    signing_input = f"{b64url_json(head)}.{b64url_json(body)}"
+    return f"{signing_input}.{b64url(key.sign(signing_input.encode()))}"
+
+
+def hmac_token(secret: bytes, head: dict[str, object], body: dict[str, object]) -> str:
+    """An HS256 token: what an attacker makes when a verifier might use a public key as an HMAC secret."""
+    signing_input = f"{b64url_json(head)}.{b64url_json(body)}"
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def public_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def raw_public(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+@pytest.fixture(scope="module")
+def key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="module")
+def verifier(key: Ed25519PrivateKey) -> TokenVerifier:
+    return TokenVerifier([key.public_key()], ISSUER, AUDIENCE)
+
+
+@pytest.fixture(scope="module")
+def signer(key: Ed25519PrivateKey) -> TokenSigner:
+    return TokenSigner(key, ISSUER, AUDIENCE, ttl_seconds=600)
+
+
+# The round trip, and that the hand-built tokens of this file are accepted when nothing is wrong
+# with them: otherwise every "refused" below could be refused for the wrong reason.
+
+
+def test_signed_token_round_trips(signer: TokenSigner, verifier: TokenVerifier) -> None:
+    user_id, session_id = str(uuid.uuid4()), str(uuid.uuid4())
+    token, expires_at = signer.issue(user_id, "alice", session_id)
+    assert verifier.verify(token) == Principal(user_id, "alice", session_id, expires_at)
+    head = json.loads(b64url_decode(token.split(".")[0]))
+    assert head == {"alg": "EdDSA", "typ": "at+jwt", "kid": signer._kid}
+    assert expires_at - int(time.time()) in range(595, 601)
+
+
+def test_hand_built_token_is_accepted_when_nothing_is_wrong(key: Ed25519PrivateKey, verifier: TokenVerifier) -> None:
+    body = claims()
+    principal = verifier.verify(ed25519_token(key, header(key), body))
+    assert principal.user_id == body["sub"] and principal.session_id == body["sid"]
+
+
+# Forgeries. Each builds a token from the real key (where the attack needs a valid signature)
+# or from what an attacker has: the public key, another key, a token to tamper with.
+
+Forge = Callable[[Ed25519PrivateKey], str]
+
+
+def _alg_none(alg: str) -> Forge:
+    return lambda key: f"{b64url_json(header(key, alg=alg))}.{b64url_json(claims())}."
+
+
+def _hs256(secret_of: Callable[[Ed25519PrivateKey], bytes]) -> Forge:
+    return lambda key: hmac_token(secret_of(key), header(key, alg="HS256"), claims())
+
+
+def _hs256_claiming_eddsa(key: Ed25519PrivateKey) -> Forge:
+    # HMAC over the public key, but the header still says EdDSA: must fail the Ed25519 signature check.
+    return hmac_token(public_pem(key), header(key), claims())
+
+
+def _real_key(head: dict[str, object] | None = None, **claim_overrides: object) -> Forge:
+    return lambda key: ed25519_token(key, header(key, **(head or {})), claims(**claim_overrides))
+
+
+def _other_key_same_kid(key: Ed25519PrivateKey) -> str:
+    return ed25519_token(Ed25519PrivateKey.generate(), header(key), claims())
+
+
+def _embedded_attacker_jwk(key: Ed25519PrivateKey) -> str:
+    # CVE-2018-0114 style: the token carries the attacker's own public key and is signed by it.
+    attacker = Ed25519PrivateKey.generate()
+    jwk = public_jwk(attacker.public_key())
+    return ed25519_token(attacker, header(attacker, jwk=jwk), claims())
+
+
+def _tampered_payload(key: Ed25519PrivateKey) -> str:
+    head, _, signature = ed25519_token(key, header(key), claims(username="alice")).split(".")
+    return f"{head}.{b64url_json(claims(username='admin'))}.{signature}"
+
+
+def _signature_stripped(key: Ed25519PrivateKey) -> str:
+    head, body, _ = ed25519_token(key, header(key), claims()).split(".")
+    return f"{head}.{body}."
+
+
+def _signature_of_another_token(key: Ed25519PrivateKey) -> str:
+    _, _, signature = ed25519_token(key, header(key), claims()).split(".")
+    return f"{b64url_json(header(key))}.{b64url_json(claims())}.{signature}"
+
+
+NOW = int(time.time())
+
+FORGERIES: dict[str, Forge] = {
+    "alg-none": _alg_none("none"),
+    "alg-None": _alg_none("None"),
+    "alg-NONE": _alg_none("NONE"),
+    "hs256-public-key-pem": _hs256(public_pem),
+    "hs256-public-key-jwk-json": _hs256(lambda key: json.dumps(public_jwk(key.public_key())).encode()),
+    "hs256-public-key-jwk-json-compact": _hs256(
+        lambda key: json.dumps(public_jwk(key.public_key()), separators=(",", ":"), sort_keys=True).encode()
+    ),
+    "hs256-public-key-raw": _hs256(raw_public),
+    "hmac-signature-header-says-eddsa": _hs256_claiming_eddsa,
+    "wrong-iss": _real_key(iss="evil"),
+    "iss-prefix-sala-evil": _real_key(iss="sala-evil"),
+    "iss-prefix-sal": _real_key(iss="sal"),
+    "iss-empty": _real_key(iss=""),
+    "iss-as-list": _real_key(iss=["sala"]),
+    "iss-missing": _real_key(iss=None),
+    "wrong-aud": _real_key(aud="other-service"),
+    "aud-prefix-sala-evil": _real_key(aud="sala-evil"),
+    "aud-prefix-sal": _real_key(aud="sal"),
+    "aud-list-with-another-audience": _real_key(aud=["other-service", "sala"]),
+    "aud-missing": _real_key(aud=None),
+    "expired": _real_key(exp=NOW - 30, iat=NOW - 630, nbf=NOW - 630),
+    "exp-missing": _real_key(exp=None),
+    "exp-not-a-number": _real_key(exp="never"),
+    "not-yet-valid": _real_key(nbf=NOW + 3600),
+    "sub-missing": _real_key(sub=None),
+    "sid-missing": _real_key(sid=None),
+    "username-missing": _real_key(username=None),
+    "iat-missing": _real_key(iat=None),
+    "kid-unknown": _real_key({"kid": "not-a-key-we-know"}),
+    "kid-missing": _real_key({"kid": None}),
+    "kid-not-a-string": _real_key({"kid": ["list"]}),
+    "jku-header": _real_key({"jku": "https://evil.example/jwks.json"}),
+    "x5u-header": _real_key({"x5u": "https://evil.example/cert.pem"}),
+    "jwk-header": _real_key({"jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}}),
+    "x5c-header": _real_key({"x5c": ["MIIB"]}),
+    "crit-header": _real_key({"crit": ["b64"], "b64": False}),
+    "typ-JWT": _real_key({"typ": "JWT"}),
+    "typ-missing": _real_key({"typ": None}),
+    "typ-id-token": _real_key({"typ": "id+jwt"}),
+    "signed-by-another-key-same-kid": _other_key_same_kid,
+    "embedded-attacker-jwk": _embedded_attacker_jwk,
+    "tampered-payload": _tampered_payload,
+    "signature-stripped": _signature_stripped,
+    "signature-of-another-token": _signature_of_another_token,
+    "empty": lambda key: "",
+    "garbage": lambda key: "not a token",
+    "two-segments": lambda key: f"{b64url_json(header(key))}.{b64url_json(claims())}",
+    "header-not-an-object": lambda key: f"{b64url(b'[]')}.{b64url_json(claims())}.AAAA",
+    "header-not-json": lambda key: f"{b64url(b'{nope')}.{b64url_json(claims())}.AAAA",
+    "payload-not-json": lambda key: ed25519_token(key, header(key), {}).split(".")[0] + ".bm9wZQ.AAAA",
+}
+
+
+@pytest.mark.parametrize("forge", FORGERIES.values(), ids=FORGERIES.keys())
+def test_forged_token_is_refused(forge: Forge, key: Ed25519PrivateKey, verifier: TokenVerifier) -> None:
+    with pytest.raises(InvalidToken):
+        verifier.verify(forge(key))
+
+
+def test_payload_that_is_not_json_is_refused_even_with_a_valid_signature(
+    key: Ed25519PrivateKey, verifier: TokenVerifier
+) -> None:
+    signing_input = f"{b64url_json(header(key))}.{b64url(b'not json')}"
+    token = f"{signing_input}.{b64url(key.sign(signing_input.encode()))}"
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
+
+
+def test_pyjwt_itself_refuses_to_make_the_hs256_confusion_token(key: Ed25519PrivateKey) -> None:
+    """Why the HS256 forgeries above are built by hand."""
+    with pytest.raises(jwt.exceptions.InvalidKeyError):
+        jwt.encode(claims(), public_pem(key), algorithm="HS256")
+
+
+# Key rotation.
+
+
+def test_verifier_holding_two_keys_accepts_tokens_of_both() -> None:
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    verifier = TokenVerifier([old.public_key(), new.public_key()], ISSUER, AUDIENCE)
+    for signing_key in (old, new):
+        token, _ = TokenSigner(signing_key, ISSUER, AUDIENCE, 60).issue("u", "alice", "s")
+        assert verifier.verify(token).user_id == "u"
+    assert {jwk["kid"] for jwk in verifier.jwks["keys"]} == {kid_of(old), kid_of(new)}
+    assert all("d" not in jwk for jwk in verifier.jwks["keys"])
+
+
+def test_retired_key_is_refused_once_removed() -> None:
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    token, _ = TokenSigner(old, ISSUER, AUDIENCE, 60).issue("u", "alice", "s")
+    with pytest.raises(InvalidToken):
+        TokenVerifier([new.public_key()], ISSUER, AUDIENCE).verify(token)
+
+
+def test_rotation_file_with_two_public_keys_is_read_whole(tmp_path: Path) -> None:
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    (tmp_path / "verify.pem").write_bytes(public_pem(old) + public_pem(new))
+    keys = load_public_keys(tmp_path / "verify.pem")
+    assert [public_jwk(k)["kid"] for k in keys] == [kid_of(old), kid_of(new)]
+    verifier = TokenVerifier(keys, ISSUER, AUDIENCE)
+    token, _ = TokenSigner(old, ISSUER, AUDIENCE, 60).issue("u", "alice", "s")
+    assert verifier.verify(token).username == "alice"
+
+
+def test_private_key_file_round_trips(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "signing.pem").write_bytes(pem)
+    assert kid_of(load_private_key(tmp_path / "signing.pem")) == kid_of(key)
+
+
+# The kid is the RFC 7638 thumbprint.
+
+# RFC 8037, appendix A.1 to A.3: an Ed25519 key and its RFC 7638 thumbprint.
+RFC8037_PRIVATE_D = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"
+RFC8037_PUBLIC_X = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+RFC8037_THUMBPRINT = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+
+
+def test_kid_is_the_rfc7638_thumbprint_of_the_rfc8037_example_key() -> None:
+    key = Ed25519PrivateKey.from_private_bytes(b64url_decode(RFC8037_PRIVATE_D))
+    jwk = public_jwk(key.public_key())
+    assert jwk["x"] == RFC8037_PUBLIC_X
+    assert jwk["kid"] == RFC8037_THUMBPRINT
+    assert jwk["kty"] == "OKP" and jwk["crv"] == "Ed25519" and jwk["alg"] == "EdDSA" and jwk["use"] == "sig"
+
+
+def test_kid_matches_a_thumbprint_computed_here_for_a_fresh_key() -> None:
+    """RFC 7638 section 3: required members only, in lexicographic order, no whitespace, SHA-256, base64url."""
+    key = Ed25519PrivateKey.generate()
+    x = b64url(raw_public(key))
+    canonical = '{"crv":"Ed25519","kty":"OKP","x":"' + x + '"}'
+    expected = b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+    assert public_jwk(key.public_key())["kid"] == expected
