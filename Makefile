@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# checkov pins packages that clash with the test tools, so it gets a venv of its own.
+CHECKOV_INSTALLED := .venv-checkov/.installed
 PYTEST := $(BIN)/python -m pytest
 
 .PHONY: dev test install browser unit integration failure e2e bench fuzz up down clean
@@ -14,6 +16,11 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[embedded,test]'
 	@touch $@
 
+$(CHECKOV_INSTALLED): tests/requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet -r tests/requirements-checkov.txt
+	@touch $@
+
 install: $(INSTALLED)
 
 ## Start Postgres, Redis, auth, rooms, two gateways and the edge; print the URL.
@@ -21,13 +28,13 @@ dev: install
 	$(BIN)/python -m tools.devstack
 
 ## The whole suite with real servers, browser tests included.
-test: install browser
+test: install $(CHECKOV_INSTALLED) browser
 	$(PYTEST)
 
 browser:
 	@bash tools/ensure-browser.sh
 
-unit: install
+unit: install $(CHECKOV_INSTALLED)
 	$(PYTEST) tests/unit
 
 integration: install

@@ -2,6 +2,7 @@
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -11,6 +12,17 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of the process (all its threads) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's threads were runnable but waiting for a CPU: how contended its CPU is."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / 1e9
 
 
 def rss_kib(pid: int) -> int:
@@ -31,21 +43,49 @@ def wait_idle(pid: int, busy_below: float = 0.05, window: float = 0.5, timeout: 
     return False
 
 
-class CpuMeter:
-    """CPU seconds a set of processes used between ``start()`` and ``stop()``."""
+def _sample(pids: list[int]) -> tuple[float, float]:
+    return sum(cpu_seconds(pid) for pid in pids), sum(runqueue_wait_seconds(pid) for pid in pids)
 
-    def __init__(self, pids: dict[str, int]) -> None:
-        self._pids = pids
-        self._before: dict[str, float] = {}
-        self._wall = 0.0
+
+@dataclass
+class Usage:
+    """What a group of processes used over ``wall`` seconds."""
+
+    cpu: float
+    runqueue_wait: float
+    wall: float
+
+    @property
+    def utilization(self) -> float:
+        """Fraction of one CPU."""
+        return self.cpu / self.wall if self.wall else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "cpu_seconds": round(self.cpu, 3),
+            "cpu_utilization": round(self.utilization, 3),
+            "runqueue_wait_seconds": round(self.runqueue_wait, 3),
+            "wall_seconds": round(self.wall, 3),
+        }
+
+
+class CpuMeter:
+    """CPU and run-queue time that named groups of processes used between ``start()`` and ``stop()``."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self._groups = groups
+        self._before: dict[str, tuple[float, float]] = {}
+        self._started = 0.0
 
     def start(self) -> "CpuMeter":
-        self._before = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
-        self._wall = time.monotonic()
+        self._before = {name: _sample(pids) for name, pids in self._groups.items()}
+        self._started = time.monotonic()
         return self
 
-    def stop(self) -> dict[str, float]:
-        """CPU seconds per process, plus ``wall`` seconds."""
-        used = {name: round(cpu_seconds(pid) - self._before[name], 3) for name, pid in self._pids.items()}
-        used["wall"] = round(time.monotonic() - self._wall, 3)
-        return used
+    def stop(self) -> dict[str, Usage]:
+        wall = time.monotonic() - self._started
+        usage = {}
+        for name, pids in self._groups.items():
+            cpu, waited = _sample(pids)
+            usage[name] = Usage(cpu - self._before[name][0], waited - self._before[name][1], wall)
+        return usage

@@ -39,7 +39,7 @@ async def reap_once(scripts: Scripts, timeout_seconds: float, history_max: int) 
 
 async def run_reaper(redis: Redis, scripts: Scripts, timeout_seconds: float, history_max: int) -> None:
     """Reap forever, a few times per timeout, until cancelled; Redis outages are waited out."""
-    interval = max(0.2, timeout_seconds / 5)
+    interval = min(1.0, timeout_seconds / 5)
     while True:
         try:
             removed = await reap_once(scripts, timeout_seconds, history_max)

@@ -27,7 +27,8 @@ class ServiceSettings(BaseSettings):
     ]
     # Addresses whose X-Forwarded-For is believed: the edge, and only the edge.
     trusted_proxies: str = "127.0.0.1"
-    presence_timeout_seconds: float = 10.0
+    # A gateway silent this long is dead; with the reaper running every second, detection takes at most this + 1 s.
+    presence_timeout_seconds: float = 6.0
     room_history_max: int = 1000
 
     @field_validator("allowed_origins", mode="before")

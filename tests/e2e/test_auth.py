@@ -13,6 +13,7 @@ from tests.e2e.helpers import (
     notice,
     register,
     register_by_api,
+    send,
     submit,
     wait_ready,
 )
@@ -201,3 +202,42 @@ def test_logging_out_in_one_tab_sends_the_other_tab_to_login(new_page, browser) 
     expect(room_tab).to_have_url(re.compile(rf"/login\?next=%2Fr%2F{code}$"))
     expect(notice(room_tab, "notice.loggedOutElsewhere")).to_be_visible()
     expect(room_tab.get_by_test_id("nav-login")).to_be_visible()
+
+
+def test_an_expired_access_cookie_is_renewed_from_the_refresh_cookie(new_page) -> None:
+    host, page = new_page(), new_page()
+    register(host, new_person("host"))
+    code = create_room(host)
+    person = new_person("kai")
+    register(page, person)
+    page.goto(f"/r/{code}")
+    expect(page.get_by_test_id("connection-status")).to_have_attribute(
+        "data-state", "online"
+    )
+    names = {cookie["name"] for cookie in page.context.cookies()}
+    assert {"chat_session", "chat_refresh"} <= names, names
+
+    # The short-lived access cookie is gone (as when it expires) and the socket
+    # drops: the page gets a new access cookie from the refresh cookie and
+    # reconnects, instead of sending the person away.
+    page.context.clear_cookies(name="chat_session")
+    page.evaluate("window.__sala.debugDropSocket()")
+    expect(
+        page.locator('[data-testid="room-event"][data-type="reconnected"]')
+    ).to_have_count(1)
+    expect(page.get_by_test_id("connection-status")).to_have_attribute(
+        "data-state", "online"
+    )
+    expect(page).to_have_url(re.compile(rf"/r/{code}$"))
+    send(page, "still signed in")
+
+    page.context.clear_cookies(name="chat_session")
+    page.goto("/lobby")
+    wait_ready(page)
+    expect(page).to_have_url(re.compile(r"/lobby$"))
+    expect(page.get_by_test_id("nav-username")).to_have_text(person.username)
+
+    # Without the refresh cookie too, the session is over: to the login page.
+    page.context.clear_cookies()
+    page.goto("/lobby")
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Flobby$"))

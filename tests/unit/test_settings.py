@@ -1,0 +1,35 @@
+"""Settings come from SALA_* variables and refuse unsafe production values."""
+
+import pytest
+from pydantic import ValidationError
+
+from services.common.serve import load_settings
+from services.gateway.settings import GatewaySettings
+from services.rooms.settings import RoomsSettings
+
+
+def test_origins_are_read_comma_separated(monkeypatch, tmp_path):
+    monkeypatch.setenv("SALA_JWT_VERIFY_KEYS_FILE", str(tmp_path / "verify.pem"))
+    monkeypatch.setenv("SALA_ALLOWED_ORIGINS", "https://chat.example, https://www.chat.example/")
+    assert RoomsSettings().allowed_origins == ["https://chat.example", "https://www.chat.example"]
+
+
+def test_production_refuses_plain_http_origins(monkeypatch, tmp_path):
+    monkeypatch.setenv("SALA_JWT_VERIFY_KEYS_FILE", str(tmp_path / "verify.pem"))
+    monkeypatch.setenv("SALA_ENV", "production")
+    monkeypatch.setenv("SALA_ALLOWED_ORIGINS", "http://chat.example")
+    with pytest.raises(ValidationError):
+        RoomsSettings()
+
+
+def test_a_missing_required_setting_stops_the_service_with_its_name(monkeypatch):
+    monkeypatch.delenv("SALA_JWT_VERIFY_KEYS_FILE", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(GatewaySettings)
+    assert "SALA_JWT_VERIFY_KEYS_FILE" in str(stopped.value)
+
+
+def test_each_gateway_run_gets_its_own_id(monkeypatch, tmp_path):
+    monkeypatch.setenv("SALA_JWT_VERIFY_KEYS_FILE", str(tmp_path / "verify.pem"))
+    monkeypatch.delenv("SALA_GATEWAY_ID", raising=False)
+    assert GatewaySettings().gateway_id != GatewaySettings().gateway_id
