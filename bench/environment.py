@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.cpus import CpuPlan, pin
+from bench.cpus import CpuPlan
 from bench.loadgen import MemberSpec
 from services.common.settings import ServiceSettings
 from services.common.tokens import TokenSigner, load_private_key
@@ -139,7 +139,7 @@ class Systems:
     def start(self) -> None:
         self.stack.start()
         for name in self.stack.children:
-            pin(self.stack.pid(name), self.cpus.server if name.startswith("gateway") else self.cpus.load)
+            self.cpus.place(self.stack.pid(name), self.cpus.server if name.startswith("gateway") else self.cpus.load)
         self.sala = SalaTarget(self.stack)
 
     def start_baseline(self) -> BaselineTarget:
@@ -152,7 +152,7 @@ class Systems:
             stderr=subprocess.STDOUT,
         )
         _wait_for_port(port, self._baseline)
-        pin(self._baseline.pid, self.cpus.server)
+        self.cpus.place(self._baseline.pid, self.cpus.server)
         self.baseline = BaselineTarget("baseline", port, self._baseline.pid)
         return self.baseline
 

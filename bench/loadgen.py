@@ -10,9 +10,12 @@ A message's text is ``"<tag> <sender> <monotonic ns>"``: the receiving process
 reads the send time straight from it (CLOCK_MONOTONIC is one clock for every
 process on the machine), and the tag tells this run's messages from earlier
 ones. Each member remembers the last event id it got; since a room's events
-arrive in id order, an id at or below it is a duplicate (or out of order),
-and the coordinator finds lost deliveries by comparing, per acked event id,
-how many members received it with how many were in the room.
+arrive in id order, an id at or below it is a duplicate (or out of order).
+Each member also lists the ids it received during a run, and the coordinator
+finds lost deliveries by comparing, per acked event id, how many members
+that stayed connected received it with how many stayed in the room (the
+contract promises delivery to members that stay connected; dropped sockets
+are reported on their own).
 """
 
 import asyncio
@@ -51,6 +54,7 @@ class Member:
     client: WsClient | None = None
     last_id: tuple[int, int] = (0, 0)
     closed: bool = False
+    received: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -65,7 +69,6 @@ class Run:
     max_send_lag: float = 0.0
     last_receive_ns: int = 0
     acked: list[tuple[str, str]] = field(default_factory=list)
-    receipts: dict[str, int] = field(default_factory=dict)
     latencies_us: array = field(default_factory=lambda: array("q"))
     errors: Counter = field(default_factory=Counter)
 
@@ -114,7 +117,7 @@ class Worker:
             if tag != run.tag:
                 run.stale += 1
                 return
-            run.receipts[event_id] = run.receipts.get(event_id, 0) + 1
+            member.received.append(event_id)
             run.delivered += 1
             run.last_receive_ns = now
             if sender != member.spec.username:
@@ -185,6 +188,8 @@ class Worker:
         """Send at ``rate`` per member from ``start_at`` for ``duration``, then wait for the stragglers."""
         run = self._run = Run(tag=tag)
         self._closes.clear()
+        for member in self._members:
+            member.received = []
         usage = resource.getrusage(resource.RUSAGE_SELF)
         end = start_at + duration
         if rate > 0:
@@ -196,7 +201,12 @@ class Worker:
             await asyncio.sleep(0.05)
         used = resource.getrusage(resource.RUSAGE_SELF)
         self._run = Run(tag="")
+        stayed = [member for member in self._members if not member.closed]
+        receipts: Counter = Counter()
+        for member in stayed:
+            receipts.update(member.received)
         return {
+            "connected": Counter(member.spec.room for member in stayed),
             "sent": run.sent,
             "delivered": run.delivered,
             "duplicated": run.duplicated,
@@ -204,7 +214,7 @@ class Worker:
             "max_send_lag": run.max_send_lag,
             "last_receive_ns": run.last_receive_ns,
             "acked": run.acked,
-            "receipts": run.receipts,
+            "receipts": receipts,
             "latencies_us": run.latencies_us.tobytes(),
             "errors": run.errors,
             "closes": Counter(self._closes),

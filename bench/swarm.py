@@ -4,7 +4,9 @@ Members are dealt round-robin over the processes (a room's members end up in
 several of them, like real users on different machines). Every command goes
 to all processes at once and the replies are merged here; this is also where
 lost deliveries are computed, because only the merged view knows how many
-members of a room received each acked event.
+members of a room received each acked event. Only members that stayed
+connected through a run count, for the room's size and for receipts; sockets
+the server dropped are reported as closes.
 """
 
 import multiprocessing
@@ -67,7 +69,6 @@ class Swarm:
             process.start()
             self._pipes.append(parent)
             self.processes.append(process)
-        self.rooms: Counter = Counter()
 
     @property
     def pids(self) -> list[int]:
@@ -99,7 +100,6 @@ class Swarm:
             rooms.update(reply["connected"])
             failures.update(reply["failures"])
             handshakes.frombytes(reply["handshakes_us"])
-        self.rooms = rooms
         ordered = sorted(handshakes)
         p50, p99 = percentile(ordered, 0.5), percentile(ordered, 0.99)
         result = Connected(
@@ -128,25 +128,26 @@ class Swarm:
         return result
 
     def _merge(self, replies: list[dict], start_at: float, duration: float) -> RunResult:
-        receipts: Counter = Counter()
+        receipts, rooms = Counter(), Counter()
         latencies = array("q")
         errors, closes = Counter(), Counter()
         acked: list[tuple[str, str]] = []
         for reply in replies:
             receipts.update(reply["receipts"])
+            rooms.update(reply["connected"])
             latencies.frombytes(reply["latencies_us"])
             errors.update(reply["errors"])
             closes.update(reply["closes"])
             acked.extend(reply["acked"])
         expected = delivered = lost = 0
         for event_id, room in acked:
-            should, got = self.rooms[room], receipts.get(event_id, 0)
+            should, got = rooms[room], receipts.get(event_id, 0)
             expected += should
             delivered += min(got, should)
             lost += max(0, should - got)
         sent = sum(reply["sent"] for reply in replies)
         if sent > len(acked):
-            errors["sent but not acked"] += sent - len(acked)
+            errors["sent, never acked"] += sent - len(acked)
         last_receive = max(reply["last_receive_ns"] for reply in replies) / 1e9
         span = max(duration, last_receive - start_at) if last_receive else duration
         return RunResult(
@@ -167,7 +168,6 @@ class Swarm:
 
     def disconnect(self) -> None:
         self._all("disconnect")
-        self.rooms = Counter()
 
     def close(self) -> None:
         self._all("exit")

@@ -125,6 +125,8 @@ class Ports:
     gateways: list[int]
     postgres: int
     redis: int
+    # Replicas added while running (``Stack.add_replica``), by name.
+    extra: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_base(cls, base: int, edge: int, gateways: int) -> "Ports":
@@ -166,7 +168,7 @@ class Stack:
         return f"redis://127.0.0.1:{self.ports.redis}/0"
 
     def service_url(self, name: str) -> str:
-        port = {"auth": self.ports.auth, "rooms": self.ports.rooms}.get(name)
+        port = {"auth": self.ports.auth, "rooms": self.ports.rooms, **self.ports.extra}.get(name)
         if port is None:
             port = self.ports.gateways[int(name.removeprefix("gateway"))]
         return f"http://127.0.0.1:{port}"
@@ -267,7 +269,7 @@ class Stack:
         return {**env, **self.extra_env}
 
     def start_service(self, name: str) -> None:
-        module = "services." + ("gateway" if name.startswith("gateway") else name)
+        module = "services." + next(s for s in ("gateway", "auth", "rooms") if name.startswith(s))
         child = self._spawn(name, [sys.executable, "-m", module], self.service_env(name))
         url = self.service_url(name)
         _wait(name, lambda: _http_ok(url + "/readyz"), 60, child.process)
@@ -296,6 +298,13 @@ class Stack:
             self.start_edge()
         else:
             self.start_service(name)
+
+    def add_replica(self, service: str) -> str:
+        """Start one more replica of ``auth`` or ``rooms`` on a free port; returns its name."""
+        name = f"{service}-{len(self.ports.extra) + 2}"
+        self.ports.extra[name] = free_port()
+        self.start_service(name)
+        return name
 
     def pid(self, name: str) -> int:
         return self.children[name].process.pid

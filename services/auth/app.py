@@ -4,17 +4,20 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import asyncpg
 from fastapi import FastAPI, Request
 from redis.exceptions import RedisError
 
+from services.auth.metrics import AuthMetrics
 from services.auth.migrate import apply_migrations
 from services.auth.passwords import CommonPasswords, PasswordHasher
 from services.auth.routes import router
 from services.auth.settings import AuthSettings
 from services.auth.store import recently_revoked_sessions
-from services.common.http import install_common
+from services.common.background import Duties
+from services.common.http import MAX_BODY_BYTES, install_common
 from services.common.redis_client import create_redis, redis_ready
 from services.common.redis_schema import REVOCATIONS_LOADED, Scripts
 from services.common.sessions import publish_revocations
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 REVOCATIONS_CHECK_SECONDS = 0.5
 
 
-async def keep_revocations_loaded(app: FastAPI) -> None:
+async def keep_revocations_loaded(app: FastAPI, duties: Duties) -> None:
     """Whenever Redis has lost the revocation list (it restarted empty), rebuild it from Postgres.
 
     Until this is done, rooms and gateways trust no token (see sessions.session_revoked).
@@ -45,7 +48,8 @@ async def keep_revocations_loaded(app: FastAPI) -> None:
                 log.info("revocations loaded into Redis", extra={"sessions": len(sessions)})
         except (RedisError, OSError, asyncpg.PostgresError) as exc:
             log.warning("could not load revocations", extra={"error": str(exc)})
-        await asyncio.sleep(REVOCATIONS_CHECK_SECONDS)
+        if not await duties.pause(REVOCATIONS_CHECK_SECONDS):
+            return
 
 
 def create_app(settings: AuthSettings) -> FastAPI:
@@ -56,35 +60,45 @@ def create_app(settings: AuthSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=settings.database_pool_max)
+        app.state.pool = await asyncpg.create_pool(
+            settings.database_url, min_size=1, max_size=settings.database_pool_max
+        )
         app.state.redis = create_redis(settings.redis_url)
         try:
             await apply_migrations(app.state.pool)
             app.state.scripts = Scripts.register(app.state.redis)
-            keeper = asyncio.create_task(keep_revocations_loaded(app), name="revocations")
+            duties = Duties()
+            duties.start("revocations", partial(keep_revocations_loaded, app))
             yield
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            await duties.stop()
         finally:
             await app.state.redis.aclose()
             await asyncio.wait_for(app.state.pool.close(), timeout=5)
 
-    app = FastAPI(title="Sala auth", lifespan=lifespan, docs_url="/api/auth/docs", openapi_url="/api/auth/openapi.json")
+    app = FastAPI(
+        max_body_size=MAX_BODY_BYTES,
+        title="Sala auth",
+        lifespan=lifespan,
+        docs_url="/api/auth/docs",
+        openapi_url="/api/auth/openapi.json",
+    )
     app.state.settings = settings
     app.state.signer = TokenSigner(
         signing_key, settings.jwt_issuer, settings.jwt_audience, settings.access_token_ttl_seconds
     )
     app.state.verifier = TokenVerifier(verify_keys, settings.jwt_issuer, settings.jwt_audience)
     app.state.common_passwords = CommonPasswords()
-    app.state.hasher = PasswordHasher(settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism)
+    app.state.hasher = PasswordHasher(
+        settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
+    )
 
     async def readiness(request: Request) -> dict[str, bool]:
         try:
-            postgres = await request.app.state.pool.fetchval("SELECT 1") == 1
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            postgres = await request.app.state.pool.fetchval("SELECT 1", timeout=1) == 1
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             postgres = False
         return {"postgres": postgres, "redis": await redis_ready(request.app.state.redis)}
 
-    install_common(app, readiness)
+    app.state.metrics = AuthMetrics(install_common(app, readiness))
     app.include_router(router)
     return app

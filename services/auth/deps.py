@@ -5,6 +5,7 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, HTTPException, status
 
+from services.auth.metrics import AuthMetrics
 from services.auth.passwords import CommonPasswords, PasswordHasher
 from services.auth.settings import AuthSettings
 from services.auth.store import session_is_live
@@ -15,6 +16,7 @@ PoolDep = Annotated[asyncpg.Pool, Depends(app_state("pool"))]
 SettingsDep = Annotated[AuthSettings, Depends(app_state("settings"))]
 SignerDep = Annotated[TokenSigner, Depends(app_state("signer"))]
 HasherDep = Annotated[PasswordHasher, Depends(app_state("hasher"))]
+MetricsDep = Annotated[AuthMetrics, Depends(app_state("metrics"))]
 CommonPasswordsDep = Annotated[CommonPasswords, Depends(app_state("common_passwords"))]
 
 
@@ -29,4 +31,4 @@ async def _live_principal(principal: AuthenticatedUser, pool: PoolDep) -> Princi
 
 CurrentUser = Annotated[Principal, Depends(_live_principal)]
 
-__all__ = ["CommonPasswordsDep", "CurrentUser", "HasherDep", "PoolDep", "RedisDep", "ScriptsDep", "SettingsDep", "SignerDep"]
+__all__ = ["CommonPasswordsDep", "CurrentUser", "HasherDep", "MetricsDep", "PoolDep", "RedisDep", "ScriptsDep", "SettingsDep", "SignerDep"]

@@ -17,6 +17,7 @@ from services.auth.deps import (
     CommonPasswordsDep,
     CurrentUser,
     HasherDep,
+    MetricsDep,
     PoolDep,
     RedisDep,
     ScriptsDep,
@@ -32,7 +33,7 @@ from services.auth.schemas import (
 )
 from services.auth.settings import AuthSettings
 from services.common import ratelimit
-from services.common.http import ErrorOut
+from services.common.http import error_responses
 from services.common.ratelimit import Limit
 from services.common.sessions import origin_allowed, publish_revocations
 from services.common.tokens import TokenSigner
@@ -40,9 +41,7 @@ from services.common.tokens import TokenSigner
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 INVALID_LOGIN = "Invalid email or password."
-ERROR = {"model": ErrorOut}
-UNAUTHORIZED = {401: {"description": "Not authenticated, or the session ended", **ERROR}}
-TOO_MANY = {429: {"description": "Too many attempts; see Retry-After", **ERROR}}
+SESSION_ERRORS = error_responses(401, 403, 503)
 
 
 def _client_address(request: Request) -> str:
@@ -84,7 +83,7 @@ def _session_response(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=RegisteredUser,
-    responses={409: {"description": "Email already registered, or username taken", **ERROR}, **TOO_MANY},
+    responses=error_responses(409, 413, 429),
 )
 async def register(
     body: RegisterRequest,
@@ -94,6 +93,7 @@ async def register(
     settings: SettingsDep,
     hasher: HasherDep,
     common_passwords: CommonPasswordsDep,
+    metrics: MetricsDep,
 ) -> RegisteredUser:
     limit = Limit(settings.registrations_per_address, settings.rate_limit_window_seconds)
     verdict = await ratelimit.hit(scripts, "register", _client_address(request), limit)
@@ -117,10 +117,11 @@ async def register(
         raise HTTPException(status.HTTP_409_CONFLICT, detail="An account with this email already exists.") from None
     except store.UsernameTaken:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="This username is already taken.") from None
+    metrics.registrations.inc()
     return RegisteredUser(id=user.id, email=user.email, username=user.username, created_at=user.created_at)
 
 
-@router.post("/login", response_model=LoginResponse, responses={401: {"description": INVALID_LOGIN, **ERROR}, **TOO_MANY})
+@router.post("/login", response_model=LoginResponse, responses=error_responses(401, 413, 429))
 async def login(
     body: LoginRequest,
     request: Request,
@@ -131,6 +132,7 @@ async def login(
     settings: SettingsDep,
     signer: SignerDep,
     hasher: HasherDep,
+    metrics: MetricsDep,
 ) -> LoginResponse:
     window = settings.rate_limit_window_seconds
     account = body.email.strip().lower()
@@ -138,16 +140,19 @@ async def login(
         scripts, "login-address", _client_address(request), Limit(settings.login_attempts_per_address, window)
     )
     if not per_address.allowed:
+        metrics.logins.labels("rate_limited").inc()
         raise _too_many(per_address.retry_after, "login attempts")
     account_limit = Limit(settings.login_failures_per_account, window)
     per_account = await ratelimit.exhausted(redis, "login-account", account, account_limit)
     if not per_account.allowed:
+        metrics.logins.labels("rate_limited").inc()
         raise _too_many(per_account.retry_after, "failed logins for this account")
 
     user = await store.user_by_email(pool, account)
     ok, new_hash = await hasher.verify(body.password, user.password_hash if user else None)
     if user is None or not ok:
         await ratelimit.hit(scripts, "login-account", account, account_limit)
+        metrics.logins.labels("invalid").inc()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=INVALID_LOGIN)
     if new_hash:
         await store.update_password_hash(pool, user.id, new_hash)
@@ -155,16 +160,23 @@ async def login(
     session = await store.create_session(pool, user.id, settings.session_ttl_seconds)
     refresh_token = secrets.token_urlsafe(32)
     await store.add_refresh_token(pool, session.id, _hash_refresh_token(refresh_token))
+    metrics.logins.labels("success").inc()
     return _session_response(request, response, settings, signer, user, str(session.id), refresh_token)
 
 
 @router.post(
     "/refresh",
     response_model=LoginResponse,
-    responses={**UNAUTHORIZED, 403: {"description": "Cross-site request refused", **ERROR}},
+    responses=error_responses(401, 403),
 )
 async def refresh(
-    request: Request, response: Response, pool: PoolDep, redis: RedisDep, settings: SettingsDep, signer: SignerDep
+    request: Request,
+    response: Response,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+    metrics: MetricsDep,
 ) -> LoginResponse:
     """Swap the refresh cookie for a new access token and a new refresh cookie."""
     if not origin_allowed(request.headers.get("origin"), settings.allowed_origins):
@@ -178,10 +190,13 @@ async def refresh(
             pool, _hash_refresh_token(presented), _hash_refresh_token(replacement), settings.refresh_reuse_grace_seconds
         )
     except store.RefreshReused as reused:
+        metrics.refreshes.labels("reused").inc()
         await publish_revocations(redis, [str(reused.session_id)], settings.access_token_ttl_seconds)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Session ended: log in again.") from None
     except store.RefreshRejected:
+        metrics.refreshes.labels("rejected").inc()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Session ended: log in again.") from None
+    metrics.refreshes.labels("success").inc()
     return _session_response(request, response, settings, signer, user, str(session.id), replacement)
 
 
@@ -192,7 +207,7 @@ def _logged_out(request: Request, settings: AuthSettings) -> Response:
     return response
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=SESSION_ERRORS)
 async def logout(
     principal: CurrentUser, request: Request, pool: PoolDep, redis: RedisDep, settings: SettingsDep
 ) -> Response:
@@ -202,7 +217,7 @@ async def logout(
     return _logged_out(request, settings)
 
 
-@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=SESSION_ERRORS)
 async def logout_all(
     principal: CurrentUser, request: Request, pool: PoolDep, redis: RedisDep, settings: SettingsDep
 ) -> Response:
@@ -213,7 +228,7 @@ async def logout_all(
     return _logged_out(request, settings)
 
 
-@router.get("/me", response_model=UserOut, responses=UNAUTHORIZED)
+@router.get("/me", response_model=UserOut, responses=SESSION_ERRORS)
 async def me(principal: CurrentUser, pool: PoolDep) -> UserOut:
     user = await store.user_by_id(pool, principal.user_id)
     if user is None:

@@ -25,7 +25,9 @@ Username = Annotated[
     BeforeValidator(_nfkc),
     StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.\-]{3,32}$"),
 ]
-Password = Annotated[str, Field(min_length=8, max_length=128)]
+# Postgres text cannot hold NUL, and no one types it: refused as invalid input.
+NO_NUL = r"^[^\x00]*$"
+Password = Annotated[str, Field(min_length=8, max_length=128, pattern=NO_NUL)]
 
 
 def _lower_domain(email: str) -> str:
@@ -43,8 +45,8 @@ class RegisterRequest(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    email: Annotated[str, Field(min_length=1, max_length=320)]
-    password: Annotated[str, Field(min_length=1, max_length=1024)]
+    email: Annotated[str, Field(min_length=1, max_length=320, pattern=NO_NUL)]
+    password: Annotated[str, Field(min_length=1, max_length=1024, pattern=NO_NUL)]
 
 
 class UserOut(BaseModel):

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import (
@@ -17,11 +18,13 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.logs import request_id_var
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("sala.access")
 
 class ErrorOut(BaseModel):
     """Every error answer: ``{"detail": ...}``."""
@@ -29,8 +32,28 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+ERROR_DESCRIPTIONS = {
+    401: "Not authenticated, or the session ended",
+    403: "Cross-site request refused",
+    404: "Not found",
+    409: "Conflict with an existing resource",
+    413: "Request body too large",
+    429: "Too many attempts; see Retry-After",
+    503: "Temporarily unavailable; see Retry-After",
+}
+# Request bodies are small JSON documents; anything larger is refused with 413.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer."""
+    return {code: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
 ReadinessCheck = Callable[[Request], Awaitable[dict[str, bool]]]
 REQUEST_ID_HEADER = "x-request-id"
+# Probed every second or so: their access lines would drown the rest.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class HttpMetrics:
@@ -73,10 +96,15 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             if scope["type"] == "http":
-                route = scope.get("route")
-                path = getattr(route, "path", "unmatched")
-                self.metrics.requests.labels(scope["method"], path, str(status)).inc()
-                self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - started)
+                route = getattr(scope.get("route"), "path", "unmatched")
+                elapsed = time.perf_counter() - started
+                self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+                self.metrics.latency.labels(scope["method"], route).observe(elapsed)
+                access_log.log(
+                    logging.DEBUG if scope["path"] in PROBE_PATHS else logging.INFO,
+                    "request",
+                    extra={"method": scope["method"], "path": scope["path"], "status": status, "ms": round(elapsed * 1000, 1)},
+                )
             request_id_var.reset(token)
 
 
@@ -105,6 +133,14 @@ def install_common(app: FastAPI, readiness: ReadinessCheck) -> CollectorRegistry
         # FastAPI's format, without echoing the submitted values: they may be passwords.
         errors = [{k: v for k, v in error.items() if k not in ("input", "ctx", "url")} for error in exc.errors()]
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400 and request.method in ("POST", "PUT", "PATCH"):
+            # A body that is not even UTF-8 JSON is invalid input like any other: 422.
+            error = {"type": "json_invalid", "loc": ["body"], "msg": "The body is not valid UTF-8 JSON."}
+            return JSONResponse({"detail": [error]}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

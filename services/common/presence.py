@@ -4,7 +4,6 @@ Every gateway and the rooms service run it; the work is one Lua script, so
 any number of reapers can run at once without removing a connection twice.
 """
 
-import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.common.background import Duties
 from services.common.redis_schema import GATEWAYS, LINGERING, Scripts
 
 log = logging.getLogger(__name__)
@@ -28,23 +28,36 @@ async def reap_once(scripts: Scripts, timeout_seconds: float, history_max: int) 
     """Remove what is due now; returns how many connections were removed."""
     total = 0
     while True:
-        removed = await scripts.reap(
-            keys=[GATEWAYS, LINGERING],
-            args=[int(time.time() * 1000), int(timeout_seconds * 1000), utc_now_iso(), history_max, REAP_BATCH],
+        removed = int(
+            await scripts.reap(
+                keys=[GATEWAYS, LINGERING], args=[int(timeout_seconds * 1000), utc_now_iso(), history_max, REAP_BATCH]
+            )
         )
-        total += int(removed)
-        if int(removed) < REAP_BATCH:
+        total += removed
+        if removed < REAP_BATCH:
             return total
 
 
-async def run_reaper(redis: Redis, scripts: Scripts, timeout_seconds: float, history_max: int) -> None:
-    """Reap forever, a few times per timeout, until cancelled; Redis outages are waited out."""
+async def run_reaper(redis: Redis, scripts: Scripts, timeout_seconds: float, history_max: int, duties: Duties) -> None:
+    """Reap a few times per timeout until the service stops.
+
+    After Redis was unreachable, every gateway's heartbeat looks old; the
+    reaper waits one timeout after reconnecting, so that live gateways have
+    beaten again before anyone is judged dead.
+    """
     interval = min(1.0, timeout_seconds / 5)
+    reachable_since: float | None = None
     while True:
         try:
-            removed = await reap_once(scripts, timeout_seconds, history_max)
-            if removed:
-                log.info("reaped connections of dead or drained gateways", extra={"removed": removed})
+            if reachable_since is None:
+                await redis.ping()
+                reachable_since = time.monotonic()
+            if time.monotonic() - reachable_since >= timeout_seconds:
+                removed = await reap_once(scripts, timeout_seconds, history_max)
+                if removed:
+                    log.info("reaped connections of dead or drained gateways", extra={"removed": removed})
         except RedisError as exc:
+            reachable_since = None
             log.warning("reaper could not reach Redis", extra={"error": str(exc)})
-        await asyncio.sleep(interval)
+        if not await duties.pause(interval):
+            return

@@ -1,5 +1,7 @@
 """Redis clients that ride out a server restart on their own."""
 
+import asyncio
+
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -21,9 +23,14 @@ def create_redis(url: str) -> Redis:
     )
 
 
+READY_CHECK_SECONDS = 1.0
+
+
 async def redis_ready(redis: Redis) -> bool:
+    """Whether Redis answers now; a probe must not wait out the client's retries."""
     try:
-        return bool(await redis.ping())
+        async with asyncio.timeout(READY_CHECK_SECONDS):
+            return bool(await redis.ping())
     except (ConnectionError, TimeoutError, OSError):
         return False
 

@@ -136,6 +136,12 @@ local function remove_conn(room, conn, ts, maxlen)
   return 'left'
 end
 
+-- Milliseconds on the Redis server's clock, the one clock every replica shares.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 local function split_member(member)
   local sep = string.find(member, ' ', 1, true)
   return string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
@@ -170,14 +176,14 @@ return {event_id, members_json(room), redis.call('HGET', room, 'name') or ''}
 """
 
 # KEYS[1] room hash, KEYS[2] gateway conns set, KEYS[3] lingering set.
-# ARGV: code, conn id, ts, maxlen, linger deadline ms (0: leave now).
+# ARGV: code, conn id, ts, maxlen, linger ms (0: leave now).
 # Returns the outcome: left, stayed, closed, gone or lingering.
 LEAVE = _LUA_LIB + """
 local member = ARGV[1] .. ' ' .. ARGV[2]
 redis.call('SREM', KEYS[2], member)
 if tonumber(ARGV[5]) > 0 then
   if redis.call('HEXISTS', KEYS[1] .. ':conns', ARGV[2]) == 0 then return 'gone' end
-  redis.call('ZADD', KEYS[3], ARGV[5], member)
+  redis.call('ZADD', KEYS[3], now_ms() + tonumber(ARGV[5]), member)
   return 'lingering'
 end
 return remove_conn(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
@@ -190,12 +196,12 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 return append_event(KEYS[1], ARGV[1], ARGV[2])
 """
 
-# KEYS[1] gateways zset, KEYS[2] lingering zset. ARGV: now ms, timeout ms,
-# ts, maxlen, batch size. Removes up to a batch of connections of dead
+# KEYS[1] gateways zset, KEYS[2] lingering zset. ARGV: timeout ms, ts,
+# maxlen, batch size. Removes up to a batch of connections of dead
 # gateways and of lingering sockets past their deadline, emitting the leaves
 # that are due. Returns how many connections it removed.
 REAP = _LUA_LIB + """
-local now, timeout, ts, maxlen, batch = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
+local now, timeout, ts, maxlen, batch = now_ms(), tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local removed = 0
 for _, gid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - timeout)) do
   local set = GATEWAY_PREFIX .. gid .. ':conns'
@@ -216,6 +222,13 @@ end
 return removed
 """
 
+# KEYS[1] gateways zset. ARGV: gateway id. Records a heartbeat at the
+# server's time; returns 1 if the gateway was not known (it had been reaped,
+# or Redis lost its data), else 0.
+HEARTBEAT = _LUA_LIB + """
+return redis.call('ZADD', KEYS[1], now_ms(), ARGV[1])
+"""
+
 # KEYS[1] counter. ARGV: window seconds, limit. Counts one attempt; returns
 # {count, seconds until the window resets}.
 RATE_LIMIT_HIT = """
@@ -234,6 +247,7 @@ class Scripts:
     leave: AsyncScript
     append_message: AsyncScript
     reap: AsyncScript
+    heartbeat: AsyncScript
     rate_limit_hit: AsyncScript
 
     @classmethod
@@ -244,5 +258,6 @@ class Scripts:
             leave=redis.register_script(LEAVE),
             append_message=redis.register_script(APPEND_MESSAGE),
             reap=redis.register_script(REAP),
+            heartbeat=redis.register_script(HEARTBEAT),
             rate_limit_hit=redis.register_script(RATE_LIMIT_HIT),
         )

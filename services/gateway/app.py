@@ -3,13 +3,14 @@
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from redis.exceptions import RedisError
 
+from services.common.background import Duties
 from services.common.http import install_common
 from services.common.presence import run_reaper, utc_now_iso
 from services.common.redis_client import create_redis, redis_ready
@@ -24,13 +25,13 @@ from services.gateway.settings import GatewaySettings
 log = logging.getLogger(__name__)
 
 
-async def keep_alive(app: FastAPI) -> None:
+async def keep_alive(app: FastAPI, duties: Duties) -> None:
     """Heartbeat; if this gateway was given up for dead, its sockets reconnect to rebuild presence."""
-    settings, redis, hub = app.state.settings, app.state.redis, app.state.hub
+    settings, hub = app.state.settings, app.state.hub
     first = True
     while True:
         try:
-            forgotten = await store.heartbeat(redis, settings.gateway_id, int(time.time() * 1000))
+            forgotten = await store.heartbeat(app.state.scripts, settings.gateway_id)
             if forgotten and not first and hub.connection_count:
                 log.warning("this gateway was presumed dead; asking clients to reconnect")
                 hub.close_all(1012, "presence lost; reconnect")
@@ -38,14 +39,17 @@ async def keep_alive(app: FastAPI) -> None:
             await _record_unrecorded_leaves(app)
         except RedisError as exc:
             log.warning("heartbeat failed", extra={"error": str(exc)})
-        await asyncio.sleep(settings.heartbeat_seconds)
+        if not await duties.pause(settings.heartbeat_seconds):
+            return
 
 
 async def _record_unrecorded_leaves(app: FastAPI) -> None:
     settings, pending = app.state.settings, app.state.unrecorded_leaves
     while pending:
         code, conn_id = pending[0]
-        await store.leave(app.state.scripts, settings.gateway_id, code, conn_id, utc_now_iso(), settings.room_history_max, 0)
+        await store.leave(
+            app.state.scripts, settings.gateway_id, code, conn_id, utc_now_iso(), settings.room_history_max, 0
+        )
         pending.pop(0)
 
 
@@ -59,7 +63,9 @@ async def _bounded(step: str, work: Awaitable[object], seconds: float = 2.0) -> 
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
-    verifier = TokenVerifier(load_public_keys(settings.jwt_verify_keys_file), settings.jwt_issuer, settings.jwt_audience)
+    verifier = TokenVerifier(
+        load_public_keys(settings.jwt_verify_keys_file), settings.jwt_issuer, settings.jwt_audience
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,19 +86,22 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             lambda: sum(socket.queued for room in hub.rooms.values() for socket in room.sockets)
         )
         await hub.start()
-        duties = [
-            asyncio.create_task(keep_alive(app), name="heartbeat"),
-            asyncio.create_task(
-                run_reaper(app.state.redis, app.state.scripts, settings.presence_timeout_seconds, settings.room_history_max),
-                name="reaper",
+        duties = Duties()
+        duties.start("heartbeat", partial(keep_alive, app))
+        duties.start(
+            "reaper",
+            partial(
+                run_reaper,
+                app.state.redis,
+                app.state.scripts,
+                settings.presence_timeout_seconds,
+                settings.room_history_max,
             ),
-        ]
+        )
         try:
             yield
         finally:
-            for task in duties:
-                task.cancel()
-            await asyncio.gather(*duties, return_exceptions=True)
+            await duties.stop()
             await _bounded("stop the hub", hub.stop())
             with contextlib.suppress(RedisError):
                 await _bounded("record leaves", _record_unrecorded_leaves(app))
@@ -108,7 +117,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     async def readiness(request: Request) -> dict[str, bool]:
         state = request.app.state
-        return {"redis": await redis_ready(state.redis), "pubsub": state.hub.connected.is_set(), "draining": not state.draining}
+        return {
+            "redis": await redis_ready(state.redis),
+            "pubsub": state.hub.connected.is_set(),
+            "draining": not state.draining,
+        }
 
     registry = install_common(app, readiness)
     app.state.metrics = GatewayMetrics(registry)

@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import time
 import uuid
 
 import orjson
@@ -13,7 +12,7 @@ from services.common.presence import utc_now_iso
 from services.common.tokens import Principal
 from services.gateway import store
 from services.gateway.frames import ChatMessage, FrameError, parse_client_frame
-from services.gateway.hub import Hub
+from services.gateway.hub import Hub, LocalRoom
 from services.gateway.limits import TokenBucket
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import EventId
@@ -23,7 +22,8 @@ log = logging.getLogger(__name__)
 CLOSE_ROOM_GONE = 4404
 CLOSE_UNSUPPORTED = 1003
 CLOSE_TRY_AGAIN = 1013
-CLOSE_INTERNAL = 1011
+# How long a new socket waits for its room's subscription (Redis may be restarting).
+SUBSCRIBE_TIMEOUT_SECONDS = 10
 
 
 class CloseSocket(Exception):
@@ -87,7 +87,13 @@ class ClientConnection:
     async def run(self) -> None:
         settings, scripts = self._settings, self._state.scripts
         try:
-            room = await self._hub.attach(self)
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
+                room = await self._hub.attach(self)
+        except TimeoutError:
+            self._hub.detach(self)
+            await self._close_quietly(CLOSE_TRY_AGAIN, "the bus is unavailable; reconnect")
+            return
+        try:
             joined = await store.join(
                 scripts,
                 settings.gateway_id,
@@ -98,23 +104,35 @@ class ClientConnection:
                 utc_now_iso(),
                 settings.room_history_max,
             )
-        except BaseException:
+        except RedisError as failure:
+            log.warning("Redis failed during a join", extra={"error": str(failure)})
+            self._hub.detach(self)
+            await self._close_quietly(CLOSE_TRY_AGAIN, "temporarily unavailable; reconnect")
+            return
+        except asyncio.CancelledError:
             self._hub.detach(self)
             raise
         if joined is None:
             self._hub.detach(self)
-            await self.websocket.close(CLOSE_ROOM_GONE, "no live room with this code")
+            await self._close_quietly(CLOSE_ROOM_GONE, "no live room with this code")
             return
         self._state.metrics.connections.inc()
+        log.info("socket joined", extra={"conn": self.conn_id, "room": self.code, "user": self.principal.user_id})
         try:
             await self._welcome(room, joined)
             await self._pump()
+        except (WebSocketDisconnect, OSError):
+            log.debug("client left during the welcome", extra={"conn": self.conn_id})
+        except RedisError as failure:
+            log.warning("Redis failed during the welcome", extra={"error": str(failure)})
+            await self._close_quietly(CLOSE_TRY_AGAIN, "temporarily unavailable; reconnect")
         finally:
             self._hub.detach(self)
             self._state.metrics.connections.dec()
             await self._leave()
+            log.info("socket left", extra={"conn": self.conn_id, "room": self.code})
 
-    async def _welcome(self, room: "object", joined: store.Joined) -> None:
+    async def _welcome(self, room: LocalRoom, joined: store.Joined) -> None:
         history = await store.history(self._state.redis, self.code, self.since, self._settings.history_on_join)
         if history.last_id is not None:
             self.last_id = history.last_id
@@ -195,8 +213,7 @@ class ClientConnection:
             self._queue.put_nowait((None, orjson.dumps({"type": "ack", "ref": message.ref, "id": event_id}).decode()))
 
     async def _leave(self) -> None:
-        draining = self._state.draining
-        linger_until = int((time.time() + self._settings.drain_linger_seconds) * 1000) if draining else 0
+        linger_ms = int(self._settings.drain_linger_seconds * 1000) if self._state.draining else 0
         try:
             await store.leave(
                 self._state.scripts,
@@ -205,7 +222,7 @@ class ClientConnection:
                 self.conn_id,
                 utc_now_iso(),
                 self._settings.room_history_max,
-                linger_until,
+                linger_ms,
             )
         except RedisError as exc:
             # Not lost: the heartbeat loop records it once Redis answers again.

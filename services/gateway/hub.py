@@ -95,6 +95,7 @@ class Hub:
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._backoff = MIN_BACKOFF_SECONDS
+        self._stopping = False
         self.connected = asyncio.Event()
         self.rooms: dict[str, LocalRoom] = {}
         self.sessions: dict[str, set[Subscriber]] = {}
@@ -103,9 +104,10 @@ class Hub:
         self._task = asyncio.create_task(self._run(), name="hub-reader")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait([self._task], timeout=2)
         if self._pubsub:
             await self._pubsub.aclose()
 
@@ -161,7 +163,7 @@ class Hub:
             log.warning("unsubscribe failed", extra={"error": str(exc)})
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._connect_and_listen()
             except (RedisError, OSError, DeafSubscription) as exc:

@@ -47,11 +47,11 @@ async def join(
     return Joined(event_id=event_id, members=orjson.loads(members), name=name or None)
 
 
-async def leave(scripts: Scripts, gateway_id: str, code: str, conn_id: str, ts: str, maxlen: int, linger_until_ms: int) -> str:
-    """Unregister the connection now, or (``linger_until_ms`` > 0) let the reaper do it then."""
+async def leave(scripts: Scripts, gateway_id: str, code: str, conn_id: str, ts: str, maxlen: int, linger_ms: int) -> str:
+    """Unregister the connection now, or (``linger_ms`` > 0) let the reaper do it that much later."""
     return await scripts.leave(
         keys=[room_key(code), gateway_conns_key(gateway_id), LINGERING],
-        args=[code, conn_id, ts, maxlen, linger_until_ms],
+        args=[code, conn_id, ts, maxlen, linger_ms],
     )
 
 
@@ -99,9 +99,9 @@ async def events_after(redis: Redis, code: str, after: EventId) -> list[tuple[Ev
     return [(parse_event_id(event_id), event_frame(event_id, fields["e"])) for event_id, fields in entries]
 
 
-async def heartbeat(redis: Redis, gateway_id: str, now_ms: int) -> bool:
+async def heartbeat(scripts: Scripts, gateway_id: str) -> bool:
     """Record that the gateway is alive; True if it had been forgotten (reaped, or Redis lost its data)."""
-    return bool(await redis.zadd(GATEWAYS, {gateway_id: now_ms}))
+    return bool(await scripts.heartbeat(keys=[GATEWAYS], args=[gateway_id]))
 
 
 async def retire(redis: Redis, gateway_id: str) -> None:

@@ -1,13 +1,13 @@
 """Builds the rooms service's FastAPI app."""
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 
-from services.common.http import install_common
+from services.common.background import Duties
+from services.common.http import MAX_BODY_BYTES, install_common
 from services.common.presence import run_reaper
 from services.common.redis_client import create_redis, redis_ready
 from services.common.redis_schema import Scripts
@@ -17,25 +17,31 @@ from services.rooms.settings import RoomsSettings
 
 
 def create_app(settings: RoomsSettings) -> FastAPI:
-    verifier = TokenVerifier(load_public_keys(settings.jwt_verify_keys_file), settings.jwt_issuer, settings.jwt_audience)
+    verifier = TokenVerifier(
+        load_public_keys(settings.jwt_verify_keys_file), settings.jwt_issuer, settings.jwt_audience
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis = create_redis(settings.redis_url)
-        app.state.scripts = Scripts.register(app.state.redis)
-        reaper = asyncio.create_task(
-            run_reaper(app.state.redis, app.state.scripts, settings.presence_timeout_seconds, settings.room_history_max)
+        app.state.redis = redis = create_redis(settings.redis_url)
+        app.state.scripts = scripts = Scripts.register(redis)
+        duties = Duties()
+        duties.start(
+            "reaper",
+            partial(run_reaper, redis, scripts, settings.presence_timeout_seconds, settings.room_history_max),
         )
         try:
             yield
         finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
-            await app.state.redis.aclose()
+            await duties.stop()
+            await redis.aclose()
 
     app = FastAPI(
-        title="Sala rooms", lifespan=lifespan, docs_url="/api/rooms/docs", openapi_url="/api/rooms/openapi.json"
+        max_body_size=MAX_BODY_BYTES,
+        title="Sala rooms",
+        lifespan=lifespan,
+        docs_url="/api/rooms/docs",
+        openapi_url="/api/rooms/openapi.json",
     )
     app.state.settings = settings
     app.state.verifier = verifier

@@ -3,6 +3,7 @@
 from fastapi import APIRouter, HTTPException, status
 
 from services.common import ratelimit
+from services.common.http import error_responses
 from services.common.presence import utc_now_iso
 from services.common.ratelimit import Limit
 from services.common.room_codes import normalize
@@ -15,7 +16,9 @@ router = APIRouter(prefix="/api/rooms", tags=["rooms"])
 NO_SUCH_ROOM = "No live room has this code: check it, or the room may have closed."
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RoomOut)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=RoomOut, responses=error_responses(401, 403, 413, 429, 503)
+)
 async def create_room(
     user: CurrentUser, scripts: ScriptsDep, settings: SettingsDep, body: CreateRoomRequest | None = None
 ) -> RoomOut:
@@ -38,7 +41,7 @@ async def create_room(
     return RoomOut(code=code, name=name, created_at=created_at, created_by=user.username)
 
 
-@router.get("/{code}", response_model=RoomDetail)
+@router.get("/{code}", response_model=RoomDetail, responses=error_responses(401, 404, 503))
 async def get_room(code: str, user: CurrentUser, redis: RedisDep) -> RoomDetail:
     canonical = normalize(code)
     room = await store.get_room(redis, canonical) if canonical else None

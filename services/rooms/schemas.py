@@ -6,7 +6,7 @@ from pydantic import BaseModel, StringConstraints
 
 
 class CreateRoomRequest(BaseModel):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64, pattern=r"^[^\x00]*$")] | None = None
 
 
 class RoomOut(BaseModel):

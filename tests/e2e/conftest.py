@@ -104,6 +104,7 @@ def new_page(browser, base_url) -> Iterator[Callable]:
         locale: str = "en-US",
         viewport: dict | None = None,
         accept_language: str | None = None,
+        bypass_csp: bool = False,
     ):
         headers = {"Accept-Language": accept_language} if accept_language else None
         context = browser.new_context(
@@ -111,6 +112,7 @@ def new_page(browser, base_url) -> Iterator[Callable]:
             locale=locale,
             viewport=viewport or DESKTOP,
             extra_http_headers=headers,
+            bypass_csp=bypass_csp,  # only to inject test tooling (axe) into the page
         )
         contexts.append(context)
         page = context.new_page()

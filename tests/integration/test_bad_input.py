@@ -72,3 +72,32 @@ async def test_binary_frames_close_1003(socket):
 async def test_frames_over_64_kib_close_1009(socket):
     await socket.ws.send("x" * (64 * 1024 + 1))
     assert await socket.closed_with() == 1009
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped_and_leaves(stack, new_user, new_room, open_socket):
+    """A half-open client: the handshake done, then silence. Keepalive (1 s in tests) drops it."""
+    import asyncio
+    import base64
+    import os
+
+    alice, bob = await new_user(), await new_user()
+    code = await new_room(alice)
+    watcher = await open_socket(alice, code, gateway=0)
+    await watcher.recv_type("welcome")
+    port = stack.ports.gateways[0]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws?room={code} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {bob.token}\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"HTTP/1.1 101")
+    assert (await watcher.recv_type("join"))["username"] == bob.username
+    # Never read, never answer a ping: the gateway must give up on this peer.
+    leave = await watcher.recv_type("leave", timeout=15)
+    assert leave["username"] == bob.username
+    writer.close()

@@ -27,8 +27,10 @@ async def test_users_on_different_replicas_chat_and_see_join_and_leave(api, new_
     assert join["username"] == bob.username and sorted(join["members"]) == sorted([alice.username, bob.username])
 
     await a.send({"type": "message", "text": "  hello from A  ", "ref": "a1"})
-    ack = await a.recv_type("ack")
+    frames = {frame["type"]: frame for frame in [await a.recv(), await a.recv()]}
+    ack, own = frames["ack"], frames["message"]
     assert ack["ref"] == "a1"
+    assert own["id"] == ack["id"], "the sender receives its own message too"
     message = await b.recv_type("message")
     assert message == {"type": "message", "id": ack["id"], "username": alice.username, "text": "hello from A", "ts": message["ts"]}
     assert message["ts"].endswith("Z")

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import time
 
+import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -111,6 +112,11 @@ async def test_chat_resumes_after_a_redis_restart(replicas, new_user, new_room, 
     last_seen = (await b.recv_type("message"))["id"]
 
     replicas.stop_child("redis", signal.SIGTERM)
+    async with httpx.AsyncClient(timeout=5) as probe:
+        for service in ("gateway0", "rooms", "auth"):
+            async with asyncio.timeout(10):
+                while (await probe.get(replicas.service_url(service) + "/readyz")).status_code != 503:
+                    await asyncio.sleep(0.1)
     replicas.start_child("redis")
     restarted_at = time.monotonic()
 

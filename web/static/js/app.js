@@ -46,6 +46,7 @@ function updateNav(routeName) {
   $('nav-anon').hidden = Boolean(user);
   $('nav-user').hidden = !user;
   $('nav-username').textContent = user ? user.username : '';
+  $('nav-username').title = user ? user.username : '';
   for (const a of document.querySelectorAll('[data-members-only]')) {
     a.classList.toggle('locked', !user);
     a.dataset.locked = user ? 'false' : 'true';

@@ -18,7 +18,7 @@ export const CLOSE = {
 };
 
 export function backoffDelay(attempt, random = Math.random) {
-  const base = Math.min(15000, 500 * 2 ** Math.max(0, attempt));
+  const base = Math.min(10000, 500 * 2 ** Math.max(0, attempt));
   return Math.round(base / 2 + random() * (base / 2));
 }
 
@@ -53,6 +53,7 @@ export class RoomConnection {
     this.welcomed = false; // on the current socket
     this.duplicates = 0;   // total events dropped as already seen
     this.authFailures = 0; // 4401 closes since the last welcome
+    this.history = [];
     this.connects = 0;
     this.lastUrl = null;
     this.onOnline = () => { if (!this.ws && !this.stopped && !this.paused) this.connectNow(); };
@@ -67,11 +68,18 @@ export class RoomConnection {
 
   setState(state, info = {}) {
     this.state = state;
+    this.trace(state, info);
     if (this.h.state) this.h.state(state, info);
   }
 
   start() {
     this.connectNow();
+  }
+
+  /** Keep the last few state changes and close codes (shown by window.__sala.roomInfo()). */
+  trace(what, info = {}) {
+    this.history.push({ at: new Date().toISOString(), what, ...info });
+    if (this.history.length > 30) this.history.shift();
   }
 
   connectNow() {
@@ -153,6 +161,7 @@ export class RoomConnection {
     this.welcomed = false;
     if (this.stopped) return;
     const code = ev.code;
+    this.trace('closed', { code, clean: ev.wasClean });
     if (code === CLOSE.LOGGED_OUT) return this.end('logged_out');
     if (code === CLOSE.ROOM_CLOSED) return this.end('room_closed');
     if (this.paused) {
@@ -168,6 +177,7 @@ export class RoomConnection {
     }
     if (code === CLOSE.RESTART) {
       // The replica is going away: come back at once through another one.
+      this.attempt = 0;
       this.scheduleReconnect(150 + Math.round(Math.random() * 350));
       return undefined;
     }

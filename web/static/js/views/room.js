@@ -117,7 +117,7 @@ export function roomView(ctx) {
   // ---- members ------------------------------------------------------------
   const memberCount = h('span', { class: 'badge rounded-pill text-bg-secondary ms-1', testid: 'member-count', text: '0' });
   const memberList = h('ul', { class: 'member-list list-unstyled mb-0', testid: 'member-list', 'aria-labelledby': 'members-title' });
-  const side = h('aside', { class: 'room-side', 'aria-labelledby': 'members-title' },
+  const side = h('aside', { class: 'room-side', 'aria-labelledby': 'members-title', tabindex: '0' },
     h('h2', { class: 'h6 members-title mb-2', id: 'members-title' }, h('span', { i18n: 'room.members' }), memberCount),
     memberList);
 
@@ -569,6 +569,7 @@ export function roomView(ctx) {
       lastUrl: conn.lastUrl,
       duplicates: conn.duplicates,
       pending: pending.size,
+      history: conn.history.slice(),
     }),
   };
 

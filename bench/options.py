@@ -1,0 +1,107 @@
+"""Command-line options and the three presets: default (under 5 minutes), --quick (~1 minute), --full."""
+
+import argparse
+from dataclasses import dataclass, field
+
+from bench.workloads.fanout import Shape
+
+WORKLOADS = ("idle", "redis", "login", "fanout", "saturation")
+
+
+@dataclass
+class Options:
+    workloads: list[str] = field(default_factory=lambda: list(WORKLOADS))
+    fanout: list[Shape] = field(default_factory=lambda: [Shape(50, 10, 1.0), Shape(10, 100, 0.1)])
+    duration: float = 10.0
+    saturation: list[Shape] = field(default_factory=lambda: [Shape(10, 100, 0.0)])
+    saturation_start: float = 2500.0
+    saturation_factor: float = 1.5
+    step_seconds: float = 3.0
+    refinements: int = 2
+    max_steps: int = 12
+    idle_connections: int = 5000
+    idle_room_size: int = 10
+    login_seconds: float = 10.0
+    login_concurrency: int = 8
+    login_users: int = 8
+    redis_events: int = 20000
+    redis_subscribers: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    processes: int = 0  # 0: two per load-generator CPU
+    baseline: bool = True
+    profile: bool = False
+    preset: str = "default"
+
+
+QUICK = {
+    "fanout": [Shape(20, 10, 1.0), Shape(5, 50, 0.4)],
+    "duration": 4.0,
+    "saturation": [Shape(5, 50, 0.0)],
+    "step_seconds": 2.0,
+    "refinements": 1,
+    "idle_connections": 1000,
+    "login_seconds": 4.0,
+    "redis_events": 5000,
+    "redis_subscribers": [1, 16],
+}
+FULL = {
+    "duration": 30.0,
+    "saturation": [Shape(50, 10, 0.0), Shape(10, 100, 0.0)],
+    "step_seconds": 5.0,
+    "saturation_factor": 1.3,
+    "refinements": 3,
+    "max_steps": 20,
+    "idle_connections": 10000,
+    "login_seconds": 20.0,
+    "redis_events": 50000,
+    "redis_subscribers": [1, 4, 16, 64, 256],
+    "profile": True,
+}
+
+
+def _shapes(text: str) -> list[Shape]:
+    return [Shape.parse(part) for part in text.split(",") if part.strip()]
+
+
+def _counts(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def parse(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark Sala on this machine: fan-out, saturation, idle connections, login, Redis cost, "
+        "against a minimal baseline gateway. Prints a table and writes bench/results/<time>/report.json.",
+    )
+    preset = parser.add_mutually_exclusive_group()
+    preset.add_argument("--quick", action="store_true", help="smaller sizes, about a minute")
+    preset.add_argument("--full", action="store_true", help="longer runs, more sizes, profile included")
+    parser.add_argument("--workload", action="append", choices=WORKLOADS, help="run only this one (repeatable)")
+    parser.add_argument("--fanout", type=_shapes, help="fan-out shapes ROOMSxMEMBERS@RATE, comma-separated (50x10@1,10x100@0.1)")
+    parser.add_argument("--duration", type=float, help="seconds each fan-out run sends (10)")
+    parser.add_argument("--saturation", type=_shapes, help="shapes whose rate is ramped (10x100)")
+    parser.add_argument("--saturation-start", type=float, help="offered deliveries/s of the first step (2500)")
+    parser.add_argument("--saturation-factor", type=float, help="rate multiplier between steps (1.5)")
+    parser.add_argument("--step-seconds", type=float, help="seconds each saturation step sends (3)")
+    parser.add_argument("--idle-connections", type=int, help="sockets held open on one gateway (5000)")
+    parser.add_argument("--idle-room-size", type=int, help="members per room for the idle sockets (10)")
+    parser.add_argument("--login-seconds", type=float, help="seconds of back-to-back logins (10)")
+    parser.add_argument("--login-concurrency", type=int, help="clients logging in at once (8)")
+    parser.add_argument("--redis-events", type=int, help="events per Redis cost point (20000)")
+    parser.add_argument("--redis-subscribers", type=_counts, help="subscriber counts for the Redis cost (1,4,16,64)")
+    parser.add_argument("--processes", type=int, help="load-generator processes (two per load CPU)")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false", default=None, help="skip the baseline gateway")
+    parser.add_argument("--profile", action="store_true", default=None, help="also profile the gateway with py-spy")
+    args = parser.parse_args(argv)
+
+    options = Options()
+    if args.quick or args.full:
+        options.preset = "quick" if args.quick else "full"
+        for name, value in (QUICK if args.quick else FULL).items():
+            setattr(options, name, value)
+    for name in vars(options):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(options, name, value)
+    if args.workload:
+        options.workloads = list(dict.fromkeys(args.workload))
+    return options

@@ -1,0 +1,176 @@
+"""Runs the selected workloads against a fresh stack and collects one result document.
+
+Order matters: idle connections first, on a gateway that has not grown its
+heap yet (so RSS per connection is not hidden by reused memory), then the
+short Redis and login measurements, then fan-out and saturation for Sala and
+for the baseline. Each fan-out shape is connected once and reused by the
+saturation ramp and the profile when they use the same shape, because
+connecting large rooms is itself slow (every join is broadcast to the room).
+"""
+
+import datetime
+import os
+import platform
+import resource
+import subprocess
+from pathlib import Path
+
+from bench.context import Context
+from bench.cpus import CpuPlan
+from bench.environment import BENCH_ENV, Systems, Target
+from bench.options import Options
+from bench.profiling import profile
+from bench.progress import Progress
+from bench.swarm import Swarm
+from bench.workloads.fanout import Shape, connect, fanout
+from bench.workloads.idle import idle
+from bench.workloads.login import login
+from bench.workloads.redis_cost import redis_cost
+from bench.workloads.saturation import saturation
+from tools.devstack import ROOT
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SPARE_FILES = 2000
+
+
+def raise_open_files(needed: int) -> dict[str, int]:
+    """Raise the soft limit of open files (inherited by the stack and the workers) toward ``needed``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return {"soft": soft, "hard": hard, "needed": needed}
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    return result.stdout.strip()
+
+
+def _machine(cpus: CpuPlan) -> dict:
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "placement": cpus.describe(),
+        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
+
+
+def _targets(systems: Systems, options: Options) -> list[Target]:
+    if not {"fanout", "saturation"} & set(options.workloads):
+        return []
+    return [systems.sala, *([systems.start_baseline()] if options.baseline else [])]
+
+
+def _populations(options: Options) -> list[Shape]:
+    """The shapes to connect, in order: fan-out shapes, then saturation shapes not among them."""
+    shapes = list(options.fanout) if "fanout" in options.workloads else []
+    if "saturation" in options.workloads:
+        shapes += [s for s in options.saturation if s.name not in {f.name for f in shapes}]
+    return shapes
+
+
+def _load(ctx: Context, target: Target, options: Options, out_dir: Path, report: dict) -> None:
+    fanout_names = {shape.name for shape in options.fanout} if "fanout" in options.workloads else set()
+    saturation_names = {shape.name for shape in options.saturation} if "saturation" in options.workloads else set()
+    for index, shape in enumerate(_populations(options)):
+        label = f"{target.name[0]}{index}r"
+        report["connect"].append({"target": target.name, "shape": shape.name, **connect(ctx, target, shape, label)})
+        if shape.name in fanout_names:
+            report["fanout"].append(fanout(ctx, target, shape, options.duration, label))
+        if shape.name in saturation_names:
+            report["saturation"].append(
+                saturation(
+                    ctx,
+                    target,
+                    shape,
+                    label,
+                    options.saturation_start,
+                    options.saturation_factor,
+                    options.step_seconds,
+                    options.refinements,
+                    options.max_steps,
+                )
+            )
+        if options.profile and shape.name in fanout_names and shape == options.fanout[-1]:
+            report["profiles"].append(profile(ctx, target, shape, options.duration, out_dir))
+        ctx.swarm.disconnect()
+
+
+def ratios(report: dict) -> list[dict]:
+    """Sala's figures over the baseline's, shape by shape, from the same run."""
+    rows = []
+    for kind, figures in (("fanout", ("server_cpu_us_per_delivery", "latency_p50", "latency_p99")), ("saturation", ("max_sustained_deliveries_per_second",))):
+        by_target = {(entry["target"], entry["shape"]): entry for entry in report[kind]}
+        for (target, shape), sala in by_target.items():
+            base = by_target.get(("baseline", shape))
+            if target != "sala" or base is None:
+                continue
+            for figure in figures:
+                mine, theirs = _figure(sala, figure), _figure(base, figure)
+                rows.append({
+                    "workload": kind,
+                    "shape": shape,
+                    "figure": figure,
+                    "sala": mine,
+                    "baseline": theirs,
+                    "ratio": round(mine / theirs, 2) if mine is not None and theirs else None,
+                })
+    return rows
+
+
+def _figure(entry: dict, name: str) -> float | None:
+    if name.startswith("latency_"):
+        return entry["latency_ms"][name.removeprefix("latency_")]
+    return entry[name]
+
+
+def run(options: Options) -> tuple[dict, Path]:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = RESULTS / stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
+    open_files = raise_open_files(options.idle_connections + SPARE_FILES)
+    cpus = CpuPlan.for_this_machine()
+    cpus.place(os.getpid(), cpus.load)
+    report: dict = {
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "work_tree_clean": _git("status", "--porcelain", "--untracked-files=no") == "",
+        "preset": options.preset,
+        "machine": _machine(cpus),
+        "open_files": open_files,
+        "settings_changed_for_the_bench": BENCH_ENV,
+        "connect": [],
+        "fanout": [],
+        "saturation": [],
+        "profiles": [],
+    }
+    systems = Systems(cpus, out_dir / "logs")
+    starting = Progress("starting the stack")
+    systems.start()
+    starting.done()
+    swarm = Swarm(options.processes or 2 * len(cpus.load or {0}), cpus.load)
+    report["machine"]["load_generator_processes"] = len(swarm.processes)
+    ctx = Context(systems, swarm)
+    try:
+        if "idle" in options.workloads:
+            report["idle"] = idle(ctx, systems.sala, options.idle_connections, options.idle_room_size)
+        if "redis" in options.workloads:
+            report["redis"] = redis_cost(ctx, options.redis_events, options.redis_subscribers)
+        if "login" in options.workloads:
+            report["login"] = login(ctx, options.login_seconds, options.login_concurrency, options.login_users)
+        for target in _targets(systems, options):
+            _load(ctx, target, options, out_dir, report)
+        report["ratios"] = ratios(report)
+    finally:
+        swarm.close()
+        systems.stop()
+    report["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    return report, out_dir

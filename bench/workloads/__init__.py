@@ -1,0 +1,1 @@
+"""The workloads: each takes a Context (and a target where it applies) and returns a JSON-able dict."""
