@@ -47,6 +47,14 @@ failure: install
 e2e: install browser
 	$(PYTEST) tests/e2e
 
+## Fan-out, saturation, idle memory and login benchmarks against a baseline (ARGS="--quick" for a short run).
+bench: install
+	$(BIN)/python -m bench $(ARGS)
+
+## Property-based fuzzing of the HTTP APIs with many more examples than the suite runs.
+fuzz: install
+	SALA_FUZZ_EXAMPLES=$${SALA_FUZZ_EXAMPLES:-1000} $(PYTEST) tests/integration/test_fuzz.py
+
 ## The same system in containers, for a machine with Docker.
 up:
 	docker compose up --build --detach

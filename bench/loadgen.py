@@ -142,7 +142,7 @@ class Worker:
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
         failures: Counter = Counter()
         started = time.monotonic()
-        handshakes = array("q")
+        welcomes = array("q")
 
         async def open_one(spec: MemberSpec) -> None:
             member = Member(spec, asyncio.get_running_loop().create_future())
@@ -166,7 +166,7 @@ class Worker:
                     if member.client is not None:
                         member.client.close()
                     return
-                handshakes.append((time.monotonic_ns() - began) // 1000)
+                welcomes.append((time.monotonic_ns() - began) // 1000)
                 self._members.append(member)
 
         await asyncio.gather(*(open_one(spec) for spec in members))
@@ -174,7 +174,7 @@ class Worker:
             "connected": Counter(m.spec.room for m in self._members if not m.closed),
             "failures": failures,
             "seconds": time.monotonic() - started,
-            "handshakes_us": handshakes.tobytes(),
+            "welcome_us": welcomes.tobytes(),
         }
 
     async def _cmd_quiet(self, seconds: float, timeout: float) -> dict:

@@ -22,6 +22,8 @@ from bench.environment import Target
 from bench.workloads.fanout import Shape, run_figures
 
 SAMPLE_RATE = 100
+# The servers' own code: time spent under these frames, callees included, says which duty costs what.
+OWN_CODE = ("services/", "bench/baseline.py")
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 PACKAGES = [
     ("services/gateway", "sala gateway"),
@@ -51,10 +53,10 @@ def _package(file: str) -> str:
 
 
 def summarize(collapsed: Path, top: int = 15) -> dict:
-    """Self time per function and per package, as shares of the busy samples."""
+    """Self time per function and per package, and time under each of the server's own functions."""
     self_time: Counter = Counter()
     packages: Counter = Counter()
-    inclusive: Counter = Counter()
+    own: Counter = Counter()
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -67,13 +69,19 @@ def summarize(collapsed: Path, top: int = 15) -> dict:
         self_time[names[-1]] += count
         leaf = frames[-1]
         packages[_package(leaf["file"]) if leaf else "?"] += count
-        for name in set(names):
-            inclusive[name] += count
+        for name in {name for name, m in zip(names, frames, strict=True) if m and any(p in m["file"] for p in OWN_CODE)}:
+            own[name] += count
 
     def shares(counter: Counter) -> list[dict]:
         return [{"what": name, "share": round(count / total, 4)} for name, count in counter.most_common(top)]
 
-    return {"samples": total, "self": shares(self_time), "inclusive": shares(inclusive), "self_by_package": shares(packages)}
+    return {
+        "samples": total,
+        "self_by_package": shares(packages),
+        "self": shares(self_time),
+        # Entry points (the module, serve) are under every sample and say nothing.
+        "own_code_inclusive": shares(Counter({name: count for name, count in own.items() if count < total})),
+    }
 
 
 def profile(ctx: Context, target: Target, shape: Shape, duration: float, out_dir: Path) -> dict:

@@ -30,6 +30,19 @@ def _errors(entry: dict) -> int:
     return sum(entry["errors"].values()) + sum(entry["closes"].values())
 
 
+def _side_by_side(left: list[dict], right: list[dict]) -> list[list[str]]:
+    blank = {"what": "", "share": None}
+    rows = []
+    for index in range(max(len(left), len(right))):
+        a, b = (left[index] if index < len(left) else blank), (right[index] if index < len(right) else blank)
+        rows.append([a["what"], _share(a["share"]), b["what"][:90], _share(b["share"])])
+    return rows
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
 def render(report: dict) -> str:
     machine = report["machine"]
     parts = [
@@ -43,13 +56,15 @@ def render(report: dict) -> str:
     if report["connect"]:
         parts.append(table(
             "Connecting (every join is broadcast to the room, so big rooms connect slowly)",
-            ["target", "shape", "sockets", "seconds", "handshake p50 ms", "p99 ms", "server CPU ms/socket"],
-            [[c["target"], c["shape"], c["connections"], c["seconds"], c["handshake_ms_p50"], c["handshake_ms_p99"], c["server_cpu_ms_per_connection"]] for c in report["connect"]],
+            ["target", "shape", "sockets", "seconds", "to welcome p50 ms", "p99 ms", "server CPU ms/socket"],
+            [[c["target"], c["shape"], c["connections"], c["seconds"], c["welcome_ms_p50"], c["welcome_ms_p99"], c["server_cpu_ms_per_connection"]] for c in report["connect"]],
         ))
     if report["fanout"]:
         parts.append(table(
-            "Fan-out (delivery = one message frame reaching one member; latency at every member but the sender;\n"
-            "* = the server waited for its CPU over 10% of the run: other work on the machine)",
+            (
+                "Fan-out (delivery = one message frame reaching one member; latency at every member but the sender;\n"
+                "* = the server waited for its CPU over 10% of the run: other work on the machine)"
+            ),
             ["target", "shape@r", "offered/s", "delivered/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "lost", "dup", "errors",
              "server CPU", "runq wait s", "µs CPU/delivery", "Redis µs/msg"],
             [[f["target"] + ("*" if f["contended"] else ""), f"{f['shape']}@{f['rate_per_member']:g}", f["offered_deliveries_per_second"], f["deliveries_per_second"],
@@ -77,10 +92,10 @@ def render(report: dict) -> str:
         i = report["idle"]
         parts.append(table(
             "Idle connections on one gateway",
-            ["sockets", "failed", "RSS before KiB", "RSS after KiB", "KiB/socket", "connect s", "sockets/s", "handshake p99 ms",
+            ["sockets", "failed", "RSS before KiB", "RSS after KiB", "KiB/socket", "connect s", "sockets/s", "to welcome p99 ms",
              "server CPU ms/socket"],
             [[i["connections"], sum(i["failures"].values()), i["rss_before_kib"], i["rss_after_kib"], i["rss_kib_per_connection"],
-              i["connect_seconds"], i["connections_per_second"], i["handshake_ms_p99"], i["server_cpu_ms_per_connection"]]],
+              i["connect_seconds"], i["connections_per_second"], i["welcome_ms_p99"], i["server_cpu_ms_per_connection"]]],
         ))
     if "login" in report:
         g = report["login"]
@@ -98,11 +113,12 @@ def render(report: dict) -> str:
         rows.append([f"fit: {r['fit_us_per_event']['base']} µs + {r['fit_us_per_event']['per_subscriber']} µs per subscribed gateway", ""])
         parts.append(table("Redis CPU per event (server's own CPU time)", ["what", "µs/event"], rows))
     for p in report["profiles"]:
+        title = f"Profile of {p['target']} under fan-out {p['shape']}@{p['rate_per_member']:g} ({p['samples']} busy samples, {p['flamegraph']})"
+        parts.append(table(title + ": self time", ["package", "share", "function", "share "], _side_by_side(p["self_by_package"], p["self"])))
         parts.append(table(
-            f"Profile of {p['target']} under fan-out {p['shape']}@{p['rate_per_member']:g} ({p['samples']} busy samples; {p['flamegraph']})",
-            ["self time by package", "share", "self time by function", "share "],
-            [[a["what"], f"{a['share']:.1%}", b["what"][:90], f"{b['share']:.1%}"]
-             for a, b in zip(p["self_by_package"] + [{"what": "", "share": 0}] * 15, p["self"][:15], strict=False)],
+            f"Profile of {p['target']}: time under the server's own functions (callees included)",
+            ["function", "share"],
+            [[entry["what"], f"{entry['share']:.1%}"] for entry in p["own_code_inclusive"]],
         ))
     return "\n".join(parts) + "\n"
 

@@ -44,7 +44,7 @@ def raise_open_files(needed: int) -> dict[str, int]:
 
 
 def _git(*args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
     return result.stdout.strip()
 
 

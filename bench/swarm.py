@@ -27,8 +27,8 @@ class Connected:
     rooms: Counter  # room -> members connected
     failures: Counter
     seconds: float
-    handshake_ms_p50: float | None
-    handshake_ms_p99: float | None
+    welcome_ms_p50: float | None
+    welcome_ms_p99: float | None
 
     @property
     def count(self) -> int:
@@ -95,19 +95,19 @@ class Swarm:
         progress = Progress(label)
         replies = self._call("connect", [{"host": host, "port": port, "members": share} for share in shares], progress)
         rooms, failures = Counter(), Counter()
-        handshakes = array("q")
+        welcomes = array("q")
         for reply in replies:
             rooms.update(reply["connected"])
             failures.update(reply["failures"])
-            handshakes.frombytes(reply["handshakes_us"])
-        ordered = sorted(handshakes)
+            welcomes.frombytes(reply["welcome_us"])
+        ordered = sorted(welcomes)
         p50, p99 = percentile(ordered, 0.5), percentile(ordered, 0.99)
         result = Connected(
             rooms=rooms,
             failures=failures,
             seconds=max(reply["seconds"] for reply in replies),
-            handshake_ms_p50=None if p50 is None else round(p50 / 1000, 2),
-            handshake_ms_p99=None if p99 is None else round(p99 / 1000, 2),
+            welcome_ms_p50=None if p50 is None else round(p50 / 1000, 2),
+            welcome_ms_p99=None if p99 is None else round(p99 / 1000, 2),
         )
         progress.done(f"{result.count}/{len(members)} connected" + (f", {sum(failures.values())} failed" if failures else ""))
         return result

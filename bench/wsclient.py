@@ -140,7 +140,14 @@ class WsClient(asyncio.Protocol):
             self._on_close(code)
 
 
-async def connect(host: str, port: int, path: str, headers: dict[str, str], on_text, on_close) -> WsClient:  # noqa: ANN001
+async def connect(
+    host: str,
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    on_text: Callable[[bytes], None],
+    on_close: Callable[[int], None],
+) -> WsClient:
     """Open a socket and complete the upgrade; raises HandshakeFailed or OSError."""
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [

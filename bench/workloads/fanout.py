@@ -14,6 +14,7 @@ from bench.environment import Target
 from bench.procstat import Usage, wait_idle
 from bench.swarm import Connected, RunResult
 
+
 @dataclass(frozen=True)
 class Shape:
     """``RxM@r``: R rooms of M members, each member sending r messages/s."""
@@ -78,8 +79,8 @@ def connect(ctx: Context, target: Target, shape: Shape, label: str) -> dict:
         "failures": dict(connected.failures),
         "seconds": round(connected.seconds, 2),
         "settled": settled,
-        "handshake_ms_p50": connected.handshake_ms_p50,
-        "handshake_ms_p99": connected.handshake_ms_p99,
+        "welcome_ms_p50": connected.welcome_ms_p50,
+        "welcome_ms_p99": connected.welcome_ms_p99,
         "server_cpu_ms_per_connection": round(usage.cpu * 1000 / connected.count, 3) if connected.count else None,
     }
 

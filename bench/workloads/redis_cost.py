@@ -11,6 +11,7 @@ of Redis) is measured alongside.
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
 from redis.asyncio import Redis
@@ -37,7 +38,7 @@ def _body() -> bytes:
     return orjson.dumps(event)
 
 
-async def _cost(redis: Redis, send_batch, events: int, subscribers: int, port: int, pid: int) -> float:  # noqa: ANN001
+async def _cost(send_batch: Callable[[], Awaitable[None]], events: int, subscribers: int, port: int, pid: int) -> float:
     loop = asyncio.get_running_loop()
     transports = []
     for _ in range(subscribers):
@@ -77,9 +78,9 @@ async def _measure(url: str, port: int, pid: int, events: int, subscriber_counts
     try:
         script = {}
         for count in subscriber_counts:
-            script[count] = round(await _cost(redis, script_batch, events, count, port, pid), 2)
+            script[count] = round(await _cost(script_batch, events, count, port, pid), 2)
             progress.update()
-        publish = round(await _cost(redis, publish_batch, events, 1, port, pid), 2)
+        publish = round(await _cost(publish_batch, events, 1, port, pid), 2)
     finally:
         await redis.delete(room_key(ROOM), room_events_key(ROOM))
         await redis.aclose()

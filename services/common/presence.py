@@ -5,7 +5,6 @@ any number of reapers can run at once without removing a connection twice.
 """
 
 import logging
-import time
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
@@ -41,23 +40,19 @@ async def reap_once(scripts: Scripts, timeout_seconds: float, history_max: int) 
 async def run_reaper(redis: Redis, scripts: Scripts, timeout_seconds: float, history_max: int, duties: Duties) -> None:
     """Reap a few times per timeout until the service stops.
 
-    After Redis was unreachable, every gateway's heartbeat looks old; the
-    reaper waits one timeout after reconnecting, so that live gateways have
-    beaten again before anyone is judged dead.
+    Right after Redis restarts, every gateway's heartbeat looks old (none
+    could be written while it was down), so nothing is reaped until Redis
+    has been up for one timeout and live gateways have beaten again.
     """
     interval = min(1.0, timeout_seconds / 5)
-    reachable_since: float | None = None
     while True:
         try:
-            if reachable_since is None:
-                await redis.ping()
-                reachable_since = time.monotonic()
-            if time.monotonic() - reachable_since >= timeout_seconds:
+            uptime = int((await redis.info("server"))["uptime_in_seconds"])
+            if uptime >= timeout_seconds:
                 removed = await reap_once(scripts, timeout_seconds, history_max)
                 if removed:
                     log.info("reaped connections of dead or drained gateways", extra={"removed": removed})
         except RedisError as exc:
-            reachable_since = None
             log.warning("reaper could not reach Redis", extra={"error": str(exc)})
         if not await duties.pause(interval):
             return

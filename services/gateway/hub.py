@@ -168,6 +168,9 @@ class Hub:
                 await self._connect_and_listen()
             except (RedisError, OSError, DeafSubscription) as exc:
                 log.warning("pub/sub connection lost; reconnecting", extra={"error": str(exc)})
+            except Exception:
+                # The reader must outlive any bug: reconnecting recovers what was missed from the streams.
+                log.exception("pub/sub reader failed; reconnecting")
             self.connected.clear()
             self._on_reconnect()
             if self._pubsub is not None:
@@ -237,7 +240,12 @@ class Hub:
             room = self.rooms.get(channel[len(ROOM_PREFIX) :])
             if room is not None:
                 data = message["data"]
-                self._on_fanout(room.dispatch(frame_event_id(data), data))
+                try:
+                    event_id = frame_event_id(data)
+                except ValueError:
+                    log.warning("ignored a message that is not a Sala event", extra={"channel": channel})
+                    return
+                self._on_fanout(room.dispatch(event_id, data))
         elif kind == "subscribe":
             room = self.rooms.get(channel[len(ROOM_PREFIX) :])
             if room is not None and not room.subscribed.done():

@@ -32,7 +32,10 @@ def unavailable(reason: str) -> None:
     stop(reason)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: the sync API keeps an event loop running while
+# it is started, and the suite's asyncio tests (tests/integration) cannot run
+# under it. Leaving tests/e2e stops it.
+@pytest.fixture(scope="package")
 def playwright_driver() -> Iterator[object]:
     try:
         from playwright.sync_api import sync_playwright
@@ -47,7 +50,7 @@ def playwright_driver() -> Iterator[object]:
         driver.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_driver) -> Iterator[object]:
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         unavailable(f"Chromium is missing at {CHROMIUM}: run tools/ensure-browser.sh")

@@ -1,6 +1,7 @@
 """Clients of the running stack: HTTP through the edge, WebSockets to the edge or to one replica."""
 
 import asyncio
+import collections
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -97,8 +98,11 @@ class Socket:
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
+        self._held: collections.deque[dict] = collections.deque()  # read by say() while awaiting its ack
 
     async def recv(self, timeout: float = 10) -> dict:
+        if self._held:
+            return self._held.popleft()
         return orjson.loads(await asyncio.wait_for(self.ws.recv(), timeout))
 
     async def recv_type(self, kind: str, timeout: float = 10) -> dict:
@@ -114,12 +118,15 @@ class Socket:
         ref = ref or uuid.uuid4().hex[:8]
         await asyncio.sleep(1 / 40)
         await self.send({"type": "message", "text": text, "ref": ref})
+        held = []
         async with asyncio.timeout(10):
             while True:
                 frame = await self.recv()
                 if frame.get("ref") == ref:
                     assert frame["type"] == "ack", f"not acked: {frame}"
+                    self._held.extend(held)
                     return frame["id"]
+                held.append(frame)
 
     async def send(self, frame: dict | str) -> None:
         await self.ws.send(frame if isinstance(frame, str) else orjson.dumps(frame).decode())
