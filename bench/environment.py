@@ -82,7 +82,9 @@ class SalaTarget(Target):
 class BaselineTarget(Target):
     def population(self, rooms: int, per_room: int, label: str) -> list[MemberSpec]:
         return [
-            MemberSpec(f"{label}{room}x{seat}", f"{label}{room}", f"/ws?room={label}{room}&user={label}{room}x{seat}", {})
+            MemberSpec(
+                f"{label}{room}x{seat}", f"{label}{room}", f"/ws?room={label}{room}&user={label}{room}x{seat}", {}
+            )
             for room in range(rooms)
             for seat in range(per_room)
         ]

@@ -184,7 +184,9 @@ class Worker:
             await asyncio.sleep(0.05)
         return {"quiet": time.monotonic() - self._last_frame >= seconds}
 
-    async def _cmd_run(self, tag: str, rate: float, start_at: float, duration: float, drain_quiet: float, drain_max: float) -> dict:
+    async def _cmd_run(
+        self, tag: str, rate: float, start_at: float, duration: float, drain_quiet: float, drain_max: float
+    ) -> dict:
         """Send at ``rate`` per member from ``start_at`` for ``duration``, then wait for the stragglers."""
         run = self._run = Run(tag=tag)
         self._closes.clear()

@@ -76,7 +76,9 @@ def parse(argv: list[str] | None = None) -> Options:
     preset.add_argument("--quick", action="store_true", help="smaller sizes, about a minute")
     preset.add_argument("--full", action="store_true", help="longer runs, more sizes, profile included")
     parser.add_argument("--workload", action="append", choices=WORKLOADS, help="run only this one (repeatable)")
-    parser.add_argument("--fanout", type=_shapes, help="fan-out shapes ROOMSxMEMBERS@RATE, comma-separated (50x10@1,10x100@0.1)")
+    parser.add_argument(
+        "--fanout", type=_shapes, help="fan-out shapes ROOMSxMEMBERS@RATE, comma-separated (50x10@1,10x100@0.1)"
+    )
     parser.add_argument("--duration", type=float, help="seconds each fan-out run sends (10)")
     parser.add_argument("--saturation", type=_shapes, help="shapes whose rate is ramped (10x100)")
     parser.add_argument("--saturation-start", type=float, help="offered deliveries/s of the first step (2500)")
@@ -89,7 +91,9 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--redis-events", type=int, help="events per Redis cost point (20000)")
     parser.add_argument("--redis-subscribers", type=_counts, help="subscriber counts for the Redis cost (1,4,16,64)")
     parser.add_argument("--processes", type=int, help="load-generator processes (two per load CPU)")
-    parser.add_argument("--no-baseline", dest="baseline", action="store_false", default=None, help="skip the baseline gateway")
+    parser.add_argument(
+        "--no-baseline", dest="baseline", action="store_false", default=None, help="skip the baseline gateway"
+    )
     parser.add_argument("--profile", action="store_true", default=None, help="also profile the gateway with py-spy")
     args = parser.parse_args(argv)
 

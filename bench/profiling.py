@@ -69,7 +69,9 @@ def summarize(collapsed: Path, top: int = 15) -> dict:
         self_time[names[-1]] += count
         leaf = frames[-1]
         packages[_package(leaf["file"]) if leaf else "?"] += count
-        for name in {name for name, m in zip(names, frames, strict=True) if m and any(p in m["file"] for p in OWN_CODE)}:
+        for name in {
+            name for name, m in zip(names, frames, strict=True) if m and any(p in m["file"] for p in OWN_CODE)
+        }:
             own[name] += count
 
     def shares(counter: Counter) -> list[dict]:

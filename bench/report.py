@@ -1,4 +1,4 @@
-"""The printed tables and the JSON file of a run."""
+"""The printed tables and the JSON file of a run: one section per workload, each skipped if it did not run."""
 
 import json
 from collections.abc import Sequence
@@ -8,118 +8,175 @@ from pathlib import Path
 def _cell(value: object) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "0"
     return str(value)
 
 
 def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[_cell(value) for value in row] for row in rows]
     widths = [max(len(header), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
-    line = "  ".join("-" * width for width in widths)
-    out = [f"\n{title}", "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)), line]
-    out += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(out)
+    lines = [f"\n{title}", "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
 
 
-def _errors(entry: dict) -> int:
-    return sum(entry["errors"].values()) + sum(entry["closes"].values())
-
-
-def _side_by_side(left: list[dict], right: list[dict]) -> list[list[str]]:
-    blank = {"what": "", "share": None}
-    rows = []
-    for index in range(max(len(left), len(right))):
-        a, b = (left[index] if index < len(left) else blank), (right[index] if index < len(right) else blank)
-        rows.append([a["what"], _share(a["share"]), b["what"][:90], _share(b["share"])])
-    return rows
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def _share(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
 
 
-def render(report: dict) -> str:
+def _header(report: dict) -> list[str]:
     machine = report["machine"]
-    parts = [
-        f"Sala bench, commit {report['commit']}{'' if report['work_tree_clean'] else ' (work tree modified)'}, "
-        f"preset {report['preset']}",
+    tree = "" if report["work_tree_clean"] else " (work tree modified)"
+    cpus = (
         f"{machine['cpus']} CPUs ({machine['cpu_model']}), Python {machine['python']}; {machine['placement']}; "
-        f"{machine['load_generator_processes']} load-generator processes",
-        f"load average at start {' '.join(machine['loadavg_at_start'])}, at end {' '.join(machine.get('loadavg_at_end', []))} "
-        "(another busy process on the server CPU shows as run-queue wait below)",
+        f"{machine['load_generator_processes']} load-generator processes"
+    )
+    load = (
+        f"load average at start {' '.join(machine['loadavg_at_start'])}, "
+        f"at end {' '.join(machine.get('loadavg_at_end', []))} "
+        "(other work on the server's CPU shows as run-queue wait below)"
+    )
+    return [f"Sala bench, commit {report['commit'] or '?'}{tree}, preset {report['preset']}", cpus, load]
+
+
+def _connect(report: dict) -> list[str]:
+    rows = [
+        [c["target"], c["shape"], c["connections"], sum(c["failures"].values()), c["seconds"], c["welcome_ms_p50"],
+         c["welcome_ms_p99"], c["server_cpu_ms_per_connection"]]
+        for c in report["connect"]
+    ]  # fmt: skip
+    headers = ["target", "shape", "sockets", "failed", "seconds", "to welcome p50 ms", "p99 ms", "server CPU ms/socket"]
+    return [table("Connecting (every join is broadcast to the room, so big rooms connect slowly)", headers, rows)]
+
+
+def _fanout(report: dict) -> list[str]:
+    rows = []
+    for f in report["fanout"]:
+        latency = f["latency_ms"]
+        rows.append([
+            f["target"] + ("*" if f["contended"] else ""), f"{f['shape']}@{f['rate_per_member']:g}",
+            f["offered_deliveries_per_second"], f["deliveries_per_second"], latency["p50"], latency["p95"],
+            latency["p99"], latency["max"], f["lost"], f["duplicated"],
+            sum(f["errors"].values()) + sum(f["closes"].values()), _percent(f["server"]["cpu_utilization"]),
+            f["server"]["runqueue_wait_seconds"], f["server_cpu_us_per_delivery"], f["redis_cpu_us_per_message"],
+        ])  # fmt: skip
+    headers = ["target", "shape@r", "offered/s", "delivered/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "lost", "dup",
+               "errors", "server CPU", "runq wait s", "µs CPU/delivery", "Redis µs/msg"]  # fmt: skip
+    title = (
+        "Fan-out (delivery = one message frame reaching one member; latency at every member but the sender;\n"
+        "* = the server waited for its CPU over 10% of the run: other work on the machine)"
+    )
+    return [table(title, headers, rows)]
+
+
+def _saturation(report: dict) -> list[str]:
+    rows = [
+        [s["target"], s["shape"], s["max_sustained_deliveries_per_second"], s["at_rate_per_member"], s["p99_ms_at_max"],
+         _percent(s["server_cpu_utilization_at_max"]), _percent(s["loadgen_cpu_utilization_at_max"]), len(s["steps"]),
+         s["ceiling_reached"],
+         max((step["deliveries_per_server_cpu_second"] or 0 for step in s["steps"]), default=None)]
+        for s in report["saturation"]
+    ]  # fmt: skip
+    headers = ["target", "shape", "max deliveries/s", "at r", "p99 ms", "server CPU", "load-gen CPU", "steps", "ceiling found",
+               "best deliveries per CPU-second"]  # fmt: skip
+    title = (
+        "Saturation: highest sustained deliveries/s of ONE gateway process (p99 <= 200 ms, >= 99% delivered, no drops)"
+    )
+    return [table(title, headers, rows)]
+
+
+def _ratios(report: dict) -> list[str]:
+    rows = [[r["workload"], r["shape"], r["figure"], r["sala"], r["baseline"], r["ratio"]] for r in report["ratios"]]
+    title = (
+        "Sala / baseline, same run (CPU per delivery and latency: lower is better; max deliveries/s: higher is better)"
+    )
+    return [table(title, ["workload", "shape", "figure", "sala", "baseline", "ratio"], rows)]
+
+
+def _idle(report: dict) -> list[str]:
+    i = report["idle"]
+    row = [i["connections"], sum(i["failures"].values()), i["rss_before_kib"], i["rss_after_kib"],
+           i["rss_kib_per_connection"], i["connect_seconds"], i["connections_per_second"], i["welcome_ms_p99"],
+           i["server_cpu_ms_per_connection"]]  # fmt: skip
+    headers = ["sockets", "failed", "RSS before KiB", "RSS after KiB", "KiB/socket", "connect s", "sockets/s",
+               "to welcome p99 ms", "server CPU ms/socket"]  # fmt: skip
+    return [table(f"Idle connections on one gateway, rooms of {i['room_size']}", headers, [row])]
+
+
+def _login(report: dict) -> list[str]:
+    g = report["login"]
+    argon2, latency = g["argon2"], g["latency_ms"]
+    title = (
+        f"Login through the edge (argon2id m={argon2['memory_kib']} KiB t={argon2['time_cost']} "
+        f"p={argon2['parallelism']}, auth on the server CPU)"
+    )
+    row = [g["concurrency"], g["logins"], g["logins_per_second"], latency["p50"], latency["p99"], latency["max"],
+           sum(g["failures"].values()), _percent(g["auth"]["cpu_utilization"])]  # fmt: skip
+    return [
+        table(title, ["clients", "logins", "logins/s", "p50 ms", "p99 ms", "max ms", "failures", "auth CPU"], [row])
     ]
-    if report["connect"]:
-        parts.append(table(
-            "Connecting (every join is broadcast to the room, so big rooms connect slowly)",
-            ["target", "shape", "sockets", "seconds", "to welcome p50 ms", "p99 ms", "server CPU ms/socket"],
-            [[c["target"], c["shape"], c["connections"], c["seconds"], c["welcome_ms_p50"], c["welcome_ms_p99"], c["server_cpu_ms_per_connection"]] for c in report["connect"]],
-        ))
-    if report["fanout"]:
-        parts.append(table(
-            (
-                "Fan-out (delivery = one message frame reaching one member; latency at every member but the sender;\n"
-                "* = the server waited for its CPU over 10% of the run: other work on the machine)"
-            ),
-            ["target", "shape@r", "offered/s", "delivered/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "lost", "dup", "errors",
-             "server CPU", "runq wait s", "µs CPU/delivery", "Redis µs/msg"],
-            [[f["target"] + ("*" if f["contended"] else ""), f"{f['shape']}@{f['rate_per_member']:g}", f["offered_deliveries_per_second"], f["deliveries_per_second"],
-              f["latency_ms"]["p50"], f["latency_ms"]["p95"], f["latency_ms"]["p99"], f["latency_ms"]["max"], f["lost"], f["duplicated"],
-              _errors(f), f"{f['server']['cpu_utilization']:.0%}", f["server"]["runqueue_wait_seconds"], f["server_cpu_us_per_delivery"],
-              f["redis_cpu_us_per_message"]] for f in report["fanout"]],
-        ))
-    if report["saturation"]:
-        parts.append(table(
-            "Saturation: highest sustained deliveries/s of ONE gateway process (p99 <= 200 ms, >= 99% delivered, no drops)",
-            ["target", "shape", "max deliveries/s", "at r", "p99 ms", "server CPU", "steps", "ceiling found",
-             "best deliveries per CPU-second"],
-            [[s["target"], s["shape"], s["max_sustained_deliveries_per_second"], s["at_rate_per_member"], s["p99_ms_at_max"],
-              None if s["server_cpu_utilization_at_max"] is None else f"{s['server_cpu_utilization_at_max']:.0%}", len(s["steps"]),
-              s["ceiling_reached"], max((step["deliveries_per_server_cpu_second"] or 0 for step in s["steps"]), default=None)]
-             for s in report["saturation"]],
-        ))
-    if report.get("ratios"):
-        parts.append(table(
-            "Sala / baseline, same run (CPU per delivery and latency: lower is better; max deliveries/s: higher is better)",
-            ["workload", "shape", "figure", "sala", "baseline", "ratio"],
-            [[r["workload"], r["shape"], r["figure"], r["sala"], r["baseline"], r["ratio"]] for r in report["ratios"]],
-        ))
-    if "idle" in report:
-        i = report["idle"]
-        parts.append(table(
-            "Idle connections on one gateway",
-            ["sockets", "failed", "RSS before KiB", "RSS after KiB", "KiB/socket", "connect s", "sockets/s", "to welcome p99 ms",
-             "server CPU ms/socket"],
-            [[i["connections"], sum(i["failures"].values()), i["rss_before_kib"], i["rss_after_kib"], i["rss_kib_per_connection"],
-              i["connect_seconds"], i["connections_per_second"], i["welcome_ms_p99"], i["server_cpu_ms_per_connection"]]],
-        ))
-    if "login" in report:
-        g = report["login"]
-        argon2 = g["argon2"]
-        parts.append(table(
-            f"Login through the edge (argon2id m={argon2['memory_kib']} KiB t={argon2['time_cost']} p={argon2['parallelism']}, auth on the server CPU)",
-            ["clients", "logins", "logins/s", "p50 ms", "p99 ms", "max ms", "failures", "auth CPU"],
-            [[g["concurrency"], g["logins"], g["logins_per_second"], g["latency_ms"]["p50"], g["latency_ms"]["p99"], g["latency_ms"]["max"],
-              sum(g["failures"].values()), f"{g['auth']['cpu_utilization']:.0%}"]],
-        ))
-    if "redis" in report:
-        r = report["redis"]
-        rows = [[f"append_message script, {k} subscribed", v] for k, v in r["script_us_per_event_by_subscribers"].items()]
-        rows.append(["PUBLISH alone, 1 subscribed", r["publish_us_per_event_one_subscriber"]])
-        rows.append([f"fit: {r['fit_us_per_event']['base']} µs + {r['fit_us_per_event']['per_subscriber']} µs per subscribed gateway", ""])
-        parts.append(table("Redis CPU per event (server's own CPU time)", ["what", "µs/event"], rows))
+
+
+def _redis(report: dict) -> list[str]:
+    r = report["redis"]
+    rows = [[f"append_message script, {k} subscribed", v] for k, v in r["script_us_per_event_by_subscribers"].items()]
+    rows.append(["PUBLISH alone, 1 subscribed", r["publish_us_per_event_one_subscriber"]])
+    fit = r["fit_us_per_event"]
+    rows.append([f"fit: {fit['base']} µs + {fit['per_subscriber']} µs per subscribed gateway", ""])
+    return [table("Redis CPU per event, pipelined (the server's own CPU time)", ["what", "µs/event"], rows)]
+
+
+def _side_by_side(left: list[dict], right: list[dict]) -> list[list[str]]:
+    blank = {"what": "", "share": None}
+    rows = []
+    for index in range(max(len(left), len(right))):
+        a = left[index] if index < len(left) else blank
+        b = right[index] if index < len(right) else blank
+        rows.append([a["what"], _share(a["share"]), b["what"][:90], _share(b["share"])])
+    return rows
+
+
+def _profiles(report: dict) -> list[str]:
+    parts = []
     for p in report["profiles"]:
-        title = f"Profile of {p['target']} under fan-out {p['shape']}@{p['rate_per_member']:g} ({p['samples']} busy samples, {p['flamegraph']})"
-        parts.append(table(title + ": self time", ["package", "share", "function", "share "], _side_by_side(p["self_by_package"], p["self"])))
-        parts.append(table(
-            f"Profile of {p['target']}: time under the server's own functions (callees included)",
-            ["function", "share"],
-            [[entry["what"], f"{entry['share']:.1%}"] for entry in p["own_code_inclusive"]],
-        ))
+        name = f"Profile of {p['target']} under fan-out {p['shape']}@{p['rate_per_member']:g}"
+        title = f"{name} ({p['samples']} busy samples, {p['flamegraph']}): self time"
+        rows = _side_by_side(p["self_by_package"], p["self"])
+        parts.append(table(title, ["package", "share", "function", "share "], rows))
+        rows = [[entry["what"], _share(entry["share"])] for entry in p["own_code_inclusive"]]
+        parts.append(
+            table(f"{name}: time under the server's own functions, callees included", ["function", "share"], rows)
+        )
+    return parts
+
+
+SECTIONS = [
+    ("connect", _connect),
+    ("fanout", _fanout),
+    ("saturation", _saturation),
+    ("ratios", _ratios),
+    ("idle", _idle),
+    ("login", _login),
+    ("redis", _redis),
+    ("profiles", _profiles),
+]
+
+
+def render(report: dict) -> str:
+    parts = _header(report)
+    for key, section in SECTIONS:
+        if report.get(key):
+            parts += section(report)
     return "\n".join(parts) + "\n"
 
 

@@ -50,7 +50,11 @@ def _git(*args: str) -> str:
 
 def _machine(cpus: CpuPlan) -> dict:
     model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor(),
     )
     return {
@@ -107,7 +111,10 @@ def _load(ctx: Context, target: Target, options: Options, out_dir: Path, report:
 def ratios(report: dict) -> list[dict]:
     """Sala's figures over the baseline's, shape by shape, from the same run."""
     rows = []
-    for kind, figures in (("fanout", ("server_cpu_us_per_delivery", "latency_p50", "latency_p99")), ("saturation", ("max_sustained_deliveries_per_second",))):
+    for kind, figures in (
+        ("fanout", ("server_cpu_us_per_delivery", "latency_p50", "latency_p99")),
+        ("saturation", ("max_sustained_deliveries_per_second",)),
+    ):
         by_target = {(entry["target"], entry["shape"]): entry for entry in report[kind]}
         for (target, shape), sala in by_target.items():
             base = by_target.get(("baseline", shape))
@@ -115,14 +122,16 @@ def ratios(report: dict) -> list[dict]:
                 continue
             for figure in figures:
                 mine, theirs = _figure(sala, figure), _figure(base, figure)
-                rows.append({
-                    "workload": kind,
-                    "shape": shape,
-                    "figure": figure,
-                    "sala": mine,
-                    "baseline": theirs,
-                    "ratio": round(mine / theirs, 2) if mine is not None and theirs else None,
-                })
+                rows.append(
+                    {
+                        "workload": kind,
+                        "shape": shape,
+                        "figure": figure,
+                        "sala": mine,
+                        "baseline": theirs,
+                        "ratio": round(mine / theirs, 2) if mine is not None and theirs else None,
+                    }
+                )
     return rows
 
 

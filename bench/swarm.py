@@ -109,19 +109,30 @@ class Swarm:
             welcome_ms_p50=None if p50 is None else round(p50 / 1000, 2),
             welcome_ms_p99=None if p99 is None else round(p99 / 1000, 2),
         )
-        progress.done(f"{result.count}/{len(members)} connected" + (f", {sum(failures.values())} failed" if failures else ""))
+        progress.done(
+            f"{result.count}/{len(members)} connected" + (f", {sum(failures.values())} failed" if failures else "")
+        )
         return result
 
     def quiet(self, seconds: float = 0.5, timeout: float = 30.0) -> bool:
         """Wait until no process has received a frame for ``seconds``."""
         return all(reply["quiet"] for reply in self._all("quiet", seconds=seconds, timeout=timeout))
 
-    def run(self, tag: str, rate: float, duration: float, label: str, drain_quiet: float = 0.5, drain_max: float = 5.0) -> RunResult:
+    def run(
+        self, tag: str, rate: float, duration: float, label: str, drain_quiet: float = 0.5, drain_max: float = 5.0
+    ) -> RunResult:
         """Every member sends ``rate`` messages/s for ``duration`` seconds; returns the merged result."""
         start_at = time.monotonic() + 0.3
         progress = Progress(label, 0.3 + duration + drain_quiet)
         replies = self._all(
-            "run", progress, tag=tag, rate=rate, start_at=start_at, duration=duration, drain_quiet=drain_quiet, drain_max=drain_max
+            "run",
+            progress,
+            tag=tag,
+            rate=rate,
+            start_at=start_at,
+            duration=duration,
+            drain_quiet=drain_quiet,
+            drain_max=drain_max,
         )
         result = self._merge(replies, start_at, duration)
         progress.done(f"{result.deliveries_per_second:,.0f} deliveries/s, p99 {result.latency_ms['p99']} ms")

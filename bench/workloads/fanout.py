@@ -98,4 +98,3 @@ def fanout(ctx: Context, target: Target, shape: Shape, duration: float, label: s
         "offered_deliveries_per_second": round(shape.deliveries_per_second(shape.rate)),
         **run_figures(result, meter.stop()),
     }
-

@@ -33,5 +33,7 @@ def idle(ctx: Context, target: Target, connections: int, room_size: int) -> dict
         "rss_kib_per_connection": round((after - before) / count, 2) if count else None,
         "connect_seconds": opened["seconds"],
         "connections_per_second": round(count / opened["seconds"]) if opened["seconds"] else None,
-        **{key: opened[key] for key in ("failures", "welcome_ms_p50", "welcome_ms_p99", "server_cpu_ms_per_connection")},
+        **{
+            key: opened[key] for key in ("failures", "welcome_ms_p50", "welcome_ms_p99", "server_cpu_ms_per_connection")
+        },
     }

@@ -46,7 +46,9 @@ async def _login_loop(
         async def one_client(index: int) -> None:
             while time.monotonic() < deadline:
                 began = time.monotonic_ns()
-                response = await client.post("/api/auth/login", json={"email": emails[index % len(emails)], "password": PASSWORD})
+                response = await client.post(
+                    "/api/auth/login", json={"email": emails[index % len(emails)], "password": PASSWORD}
+                )
                 if response.status_code == 200:
                     latencies.append((time.monotonic_ns() - began) // 1000)
                 else:

@@ -34,7 +34,12 @@ class _Discard(asyncio.Protocol):
 
 
 def _body() -> bytes:
-    event = {"type": "message", "username": "m0000x00", "text": "s0 m0000x00 123456789012345", "ts": "2025-01-01T00:00:00.000Z"}
+    event = {
+        "type": "message",
+        "username": "m0000x00",
+        "text": "s0 m0000x00 123456789012345",
+        "ts": "2025-01-01T00:00:00.000Z",
+    }
     return orjson.dumps(event)
 
 
@@ -57,7 +62,9 @@ async def _cost(send_batch: Callable[[], Awaitable[None]], events: int, subscrib
     return used * 1e6 / (events // BATCH * BATCH)
 
 
-async def _measure(url: str, port: int, pid: int, events: int, subscriber_counts: list[int], progress: Progress) -> dict:
+async def _measure(
+    url: str, port: int, pid: int, events: int, subscriber_counts: list[int], progress: Progress
+) -> dict:
     redis = Redis.from_url(url)
     scripts = Scripts.register(redis)
     body = _body()

@@ -2,8 +2,9 @@
 
 Steps are short runs at a rising rate (×``factor`` each), each drained before
 the next so backlogs do not carry over. A step is sustained if p99 stays at
-or under 200 ms, at least 99% of the deliveries its sent messages owe arrive,
-and no socket is dropped. After the first failing step, ``refinements``
+or under 200 ms, at least 99% of its messages are acked and 99% of the
+deliveries they owe (to the members connected) arrive, and no socket is
+dropped. After the first failing step, ``refinements``
 bisections between the last sustained rate and the failing one narrow the
 answer. A step that fails while the server waited for its CPU (another
 process on the machine took it) is tried again, up to ``CONTENDED_RETRIES``
@@ -23,10 +24,12 @@ MIN_COMPLETE = 0.99
 CONTENDED_RETRIES = 2
 
 
-def sustained(figures: dict, room_size: int) -> bool:
+def sustained(figures: dict) -> bool:
+    """p99 within bounds, 99% of the messages sent acked and 99% of what they owe delivered, no socket dropped."""
     p99 = figures["latency_ms"]["p99"]
-    complete = figures["delivered"] / max(1, figures["sent"] * room_size)
-    return p99 is not None and p99 <= MAX_P99_MS and complete >= MIN_COMPLETE and not figures["closes"]
+    acked = figures["acked"] >= MIN_COMPLETE * figures["sent"]
+    delivered = figures["delivered"] >= MIN_COMPLETE * figures["expected_deliveries"]
+    return p99 is not None and p99 <= MAX_P99_MS and acked and delivered and not figures["closes"]
 
 
 def saturation(
@@ -47,10 +50,14 @@ def saturation(
             wait_idle(target.pid)
             meter = ctx.meter(target).start()
             result = ctx.swarm.run(
-                f"{label}s{len(steps)}", rate, step_seconds, f"{target.name} saturation {shape.name}@{rate:.3g}", drain_max=3.0
+                f"{label}s{len(steps)}",
+                rate,
+                step_seconds,
+                f"{target.name} saturation {shape.name}@{rate:.3g}",
+                drain_max=3.0,
             )
             figures = {"rate_per_member": round(rate, 4), **run_figures(result, meter.stop())}
-            figures["sustained"] = sustained(figures, shape.members)
+            figures["sustained"] = sustained(figures)
             steps.append(figures)
             if figures["sustained"] or not figures["contended"]:
                 break
@@ -81,6 +88,7 @@ def saturation(
         "at_rate_per_member": best["rate_per_member"] if best else None,
         "p99_ms_at_max": best["latency_ms"]["p99"] if best else None,
         "server_cpu_utilization_at_max": best["server"]["cpu_utilization"] if best else None,
+        "loadgen_cpu_utilization_at_max": best["loadgen_cpu_utilization"] if best else None,
         "ceiling_reached": bad is not None,
         "steps": steps,
     }
