@@ -21,7 +21,6 @@ are reported on their own).
 import asyncio
 import os
 import random
-import resource
 import time
 from array import array
 from collections import Counter
@@ -65,7 +64,6 @@ class Run:
     sent: int = 0
     delivered: int = 0
     duplicated: int = 0
-    stale: int = 0
     max_send_lag: float = 0.0
     last_receive_ns: int = 0
     acked: list[tuple[str, str]] = field(default_factory=list)
@@ -114,8 +112,7 @@ class Worker:
                 run.duplicated += 1
                 return
             member.last_id = key
-            if tag != run.tag:
-                run.stale += 1
+            if tag != run.tag:  # a straggler from an earlier run
                 return
             member.received.append(event_id)
             run.delivered += 1
@@ -192,7 +189,6 @@ class Worker:
         self._closes.clear()
         for member in self._members:
             member.received = []
-        usage = resource.getrusage(resource.RUSAGE_SELF)
         end = start_at + duration
         if rate > 0:
             await asyncio.gather(*(self._send_loop(m, run, rate, start_at, end) for m in self._members if not m.closed))
@@ -201,7 +197,6 @@ class Worker:
         drain_end = max(time.monotonic(), end) + drain_max
         while time.monotonic() < drain_end and time.monotonic() - self._last_frame < drain_quiet:
             await asyncio.sleep(0.05)
-        used = resource.getrusage(resource.RUSAGE_SELF)
         self._run = Run(tag="")
         stayed = [member for member in self._members if not member.closed]
         receipts: Counter = Counter()
@@ -212,7 +207,6 @@ class Worker:
             "sent": run.sent,
             "delivered": run.delivered,
             "duplicated": run.duplicated,
-            "stale": run.stale,
             "max_send_lag": run.max_send_lag,
             "last_receive_ns": run.last_receive_ns,
             "acked": run.acked,
@@ -220,7 +214,6 @@ class Worker:
             "latencies_us": run.latencies_us.tobytes(),
             "errors": run.errors,
             "closes": Counter(self._closes),
-            "cpu_seconds": (used.ru_utime + used.ru_stime) - (usage.ru_utime + usage.ru_stime),
         }
 
     async def _send_loop(self, member: Member, run: Run, rate: float, start: float, end: float) -> None:

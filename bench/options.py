@@ -1,4 +1,4 @@
-"""Command-line options and the three presets: default (under 5 minutes), --quick (~1 minute), --full."""
+"""Command-line options and the three presets: default (under 5 minutes), --quick (1–2 minutes), --full."""
 
 import argparse
 from dataclasses import dataclass, field
@@ -34,13 +34,15 @@ class Options:
 
 QUICK = {
     "fanout": [Shape(20, 10, 1.0), Shape(5, 50, 0.4)],
-    "duration": 4.0,
+    "duration": 3.0,
     "saturation": [Shape(5, 50, 0.0)],
+    "saturation_start": 5000.0,
+    "saturation_factor": 2.0,
     "step_seconds": 2.0,
-    "refinements": 1,
+    "refinements": 0,
     "idle_connections": 1000,
-    "login_seconds": 4.0,
-    "redis_events": 5000,
+    "login_seconds": 3.0,
+    "redis_events": 4000,
     "redis_subscribers": [1, 16],
 }
 FULL = {
@@ -73,7 +75,7 @@ def parse(argv: list[str] | None = None) -> Options:
         "against a minimal baseline gateway. Prints a table and writes bench/results/<time>/report.json.",
     )
     preset = parser.add_mutually_exclusive_group()
-    preset.add_argument("--quick", action="store_true", help="smaller sizes, about a minute")
+    preset.add_argument("--quick", action="store_true", help="smaller sizes, about a minute and a half")
     preset.add_argument("--full", action="store_true", help="longer runs, more sizes, profile included")
     parser.add_argument("--workload", action="append", choices=WORKLOADS, help="run only this one (repeatable)")
     parser.add_argument(

@@ -17,12 +17,12 @@ class Progress:
         self._last_line = 0.0
         self.update()
 
-    def update(self, note: str = "") -> None:
+    def update(self) -> None:
         elapsed = time.monotonic() - self.started
         if not self._interactive and elapsed - self._last_line < 5 and elapsed > 0:
             return
         self._last_line = elapsed
-        self._write(self._bar(elapsed, done=False), note)
+        self._write(self._bar(elapsed, done=False), "")
 
     def done(self, note: str = "") -> None:
         self._write(self._bar(time.monotonic() - self.started, done=True), note, end="\n")

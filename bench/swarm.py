@@ -50,12 +50,7 @@ class RunResult:
     closes: Counter
     latency_ms: dict[str, float | None]
     deliveries_per_second: float
-    loadgen_cpu_seconds: float
     max_send_lag_ms: float
-
-    @property
-    def complete(self) -> float:
-        return self.delivered / self.expected if self.expected else 1.0
 
 
 class Swarm:
@@ -173,7 +168,6 @@ class Swarm:
             closes=closes,
             latency_ms=latency_summary(latencies),
             deliveries_per_second=delivered / span,
-            loadgen_cpu_seconds=sum(reply["cpu_seconds"] for reply in replies),
             max_send_lag_ms=round(max(reply["max_send_lag"] for reply in replies) * 1000, 1),
         )
 

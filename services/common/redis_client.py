@@ -2,7 +2,7 @@
 
 import asyncio
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
@@ -10,10 +10,18 @@ from redis.exceptions import ConnectionError, TimeoutError
 from services.common.redis_schema import Scripts
 
 
+# Enough for every command in flight on a busy replica; past it, callers wait for a free connection
+# (rather than fail, which redis-py's default pool does).
+MAX_CONNECTIONS = 64
+POOL_WAIT_SECONDS = 5.0
+
+
 def create_redis(url: str) -> Redis:
     """A pooled client that retries commands with bounded backoff while Redis is away."""
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
         decode_responses=True,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
         retry_on_error=[ConnectionError, TimeoutError],
@@ -21,6 +29,7 @@ def create_redis(url: str) -> Redis:
         socket_keepalive=True,
         health_check_interval=10,
     )
+    return Redis.from_pool(pool)
 
 
 READY_CHECK_SECONDS = 1.0

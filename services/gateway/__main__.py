@@ -23,7 +23,7 @@ class DrainingServer(uvicorn.Server):
 
 def websocket_options(settings: GatewaySettings) -> dict[str, object]:
     return {
-        "ws": "websockets",
+        "ws": "websockets-sansio",
         "ws_max_size": MAX_FRAME_BYTES,
         "ws_ping_interval": settings.ws_ping_interval_seconds,
         "ws_ping_timeout": settings.ws_ping_timeout_seconds,

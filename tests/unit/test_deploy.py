@@ -497,7 +497,7 @@ def test_compose_caddyfile_finds_gateways_by_dns_and_streams() -> None:
     assert gateways["dynamic_upstreams"]["source"] == "a"
     assert gateways["dynamic_upstreams"]["name"] == "gateway"
     assert gateways["dynamic_upstreams"]["port"] == "8000"
-    assert gateways["load_balancing"]["selection_policy"]["policy"] == "least_conn"
+    assert gateways["load_balancing"]["selection_policy"] == {"policy": "query", "key": "room"}
     assert gateways["load_balancing"]["try_duration"] > 0
     assert gateways["health_checks"]["passive"]["fail_duration"] > 0
     assert gateways["flush_interval"] == -1
