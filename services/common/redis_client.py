@@ -9,7 +9,6 @@ from redis.exceptions import ConnectionError, TimeoutError
 
 from services.common.redis_schema import Scripts
 
-
 # Enough for every command in flight on a busy replica; past it, callers wait for a free connection
 # (rather than fail, which redis-py's default pool does).
 MAX_CONNECTIONS = 64

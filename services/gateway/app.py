@@ -17,6 +17,7 @@ from services.common.redis_client import create_redis, redis_ready
 from services.common.redis_schema import Scripts
 from services.common.tokens import TokenVerifier, load_public_keys
 from services.gateway import store
+from services.gateway.appender import MessageAppender
 from services.gateway.hub import Hub
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.routes import router
@@ -74,6 +75,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # Publishing and subscribing never share a connection.
         app.state.pubsub_redis = create_redis(settings.redis_url)
         app.state.scripts = Scripts.register(app.state.redis)
+        app.state.appender = MessageAppender(app.state.redis, app.state.scripts, settings.room_history_max)
         app.state.hub = hub = Hub(
             app.state.redis,
             app.state.pubsub_redis,

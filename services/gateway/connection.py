@@ -186,7 +186,6 @@ class ClientConnection:
                 item = queue.get_nowait()
 
     async def _receive_loop(self) -> None:
-        settings, scripts = self._settings, self._state.scripts
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -200,13 +199,13 @@ class ClientConnection:
             if isinstance(parsed, FrameError):
                 self._queue.put_nowait((None, parsed.frame()))
                 continue
-            await self._send_message(parsed, scripts, settings)
+            await self._send_message(parsed)
 
-    async def _send_message(self, message: ChatMessage, scripts: object, settings: GatewaySettings) -> None:
+    async def _send_message(self, message: ChatMessage) -> None:
         body = orjson.dumps(
             {"type": "message", "username": self.principal.username, "text": message.text, "ts": utc_now_iso()}
         )
-        event_id = await store.append_message(scripts, self.code, body, settings.room_history_max)
+        event_id = await self._state.appender.append(self.code, body)
         if event_id is None:
             raise CloseSocket(CLOSE_ROOM_GONE, "the room has closed")
         if message.ref is not None:

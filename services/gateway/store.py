@@ -55,11 +55,6 @@ async def leave(scripts: Scripts, gateway_id: str, code: str, conn_id: str, ts: 
     )
 
 
-async def append_message(scripts: Scripts, code: str, body: bytes, maxlen: int) -> str | None:
-    """Store and publish a message event; its id, or None if the room is not live."""
-    return await scripts.append_message(keys=[room_key(code)], args=[maxlen, body])
-
-
 def _frames(entries: list[tuple[str, dict[str, str]]]) -> list[str]:
     return [event_frame(event_id, fields["e"]) for event_id, fields in entries]
 

@@ -115,3 +115,20 @@ async def test_invalid_since_gets_an_error_and_the_latest_history(new_user, new_
     assert error["type"] == "error" and error["code"] == "invalid_since"
     welcome = await socket.recv()
     assert welcome["type"] == "welcome" and welcome["history"]
+
+
+async def test_messages_sent_at_once_are_each_stored_once_even_after_a_script_flush(
+    new_user, new_room, open_socket, redis_client
+):
+    users = [await new_user() for _ in range(6)]
+    code = await new_room(users[0])
+    sockets = [await open_socket(user, code, gateway=0) for user in users]
+    for socket in sockets:
+        await socket.recv_type("welcome")
+    # Redis forgetting its scripts (as after a restart) must not lose a batch.
+    await redis_client.script_flush()
+    ids = await asyncio.gather(*(socket.say(f"together {i}") for i, socket in enumerate(sockets)))
+    assert len(set(ids)) == len(sockets)
+    stored = await redis_client.xrange(f"sala:room:{code}:events")
+    texts = [entry["e"] for _, entry in stored if '"type":"message"' in entry["e"]]
+    assert len(texts) == len(sockets)
