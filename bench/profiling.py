@@ -41,7 +41,7 @@ PACKAGES = [
 def py_spy() -> str:
     found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(found).exists():
-        raise RuntimeError("py-spy is not installed: make install (the "bench" extra)")
+        raise RuntimeError("py-spy is not installed: make install (the 'bench' extra)")
     return found
 
 

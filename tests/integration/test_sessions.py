@@ -6,6 +6,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 import httpx
 import pytest
 
@@ -130,3 +131,37 @@ async def test_revocation_survives_redis_restarting_empty_and_a_gateway_restart(
     code = await new_room(other)
     socket = await open_socket(user, code, gateway=0)
     assert await socket.closed_with() == 4401
+
+
+async def test_a_weaker_hash_is_upgraded_at_login(api, stack, new_user):
+    from passlib.context import CryptContext
+
+    user = await new_user()
+    weak = CryptContext(schemes=["argon2"], argon2__memory_cost=8192, argon2__rounds=1).hash(PASSWORD)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await conn.execute("UPDATE users SET password_hash = $1 WHERE email = $2", weak, user.email)
+        assert (await api.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})).status_code == 200
+        upgraded = await conn.fetchval("SELECT password_hash FROM users WHERE email = $1", user.email)
+    finally:
+        await conn.close()
+    assert upgraded != weak and "m=19456,t=2,p=1" in upgraded
+
+
+async def test_room_creation_is_rate_limited_per_user(api, new_user):
+    user, other = await new_user(), await new_user()
+    statuses = [(await api.post("/api/rooms", json={}, headers=user.bearer)).status_code for _ in range(31)]
+    assert statuses[:30] == [201] * 30 and statuses[30] == 429
+    assert (await api.post("/api/rooms", json={}, headers=other.bearer)).status_code == 201
+
+
+async def test_cookies_are_secure_when_the_edge_serves_https(stack, new_user):
+    user = await new_user()
+    async with httpx.AsyncClient(base_url=stack.service_url("auth"), timeout=10) as client:
+        response = await client.post(
+            "/api/auth/login",
+            json={"email": user.email, "password": PASSWORD},
+            headers={"X-Forwarded-Proto": "https"},
+        )
+    cookies = response.headers.get_list("set-cookie")
+    assert cookies and all("Secure" in cookie for cookie in cookies)
