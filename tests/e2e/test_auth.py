@@ -241,3 +241,18 @@ def test_an_expired_access_cookie_is_renewed_from_the_refresh_cookie(new_page) -
     page.context.clear_cookies()
     page.goto("/lobby")
     expect(page).to_have_url(re.compile(r"/login\?next=%2Flobby$"))
+
+
+def test_back_button_after_logout_shows_nothing_private(new_page) -> None:
+    page = new_page()
+    person = new_person("erin")
+    register(page, person)
+    create_room(page, "Private plans")
+    send(page, "a secret plan")
+    log_out(page)
+    page.go_back()
+    # Whatever the history says, the room's content is gone and the visitor is sent to log in.
+    expect(page).to_have_url(re.compile(r"/login"))
+    expect(page.get_by_text("a secret plan")).to_have_count(0)
+    expect(page.get_by_text("Private plans")).to_have_count(0)
+    expect(page.get_by_test_id("nav-username")).to_be_hidden()
