@@ -17,7 +17,7 @@ from services.auth.routes import router
 from services.auth.settings import AuthSettings
 from services.auth.store import recently_revoked_sessions
 from services.common.background import Duties
-from services.common.http import MAX_BODY_BYTES, install_common
+from services.common.http import create_api, install_common
 from services.common.redis_client import create_redis, redis_ready
 from services.common.redis_schema import REVOCATIONS_LOADED, Scripts
 from services.common.sessions import publish_revocations
@@ -75,13 +75,7 @@ def create_app(settings: AuthSettings) -> FastAPI:
             await app.state.redis.aclose()
             await asyncio.wait_for(app.state.pool.close(), timeout=5)
 
-    app = FastAPI(
-        max_body_size=MAX_BODY_BYTES,
-        title="Sala auth",
-        lifespan=lifespan,
-        docs_url="/api/auth/docs",
-        openapi_url="/api/auth/openapi.json",
-    )
+    app = create_api("Sala auth", "/api/auth", lifespan)
     app.state.settings = settings
     app.state.signer = TokenSigner(
         signing_key, settings.jwt_issuer, settings.jwt_audience, settings.access_token_ttl_seconds

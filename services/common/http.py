@@ -108,6 +108,17 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+def create_api(title: str, prefix: str, lifespan: Callable) -> FastAPI:
+    """An HTTP service's app: docs under its public prefix (so they work through the edge), bodies capped."""
+    return FastAPI(
+        title=title,
+        lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
+        docs_url=f"{prefix}/docs",
+        openapi_url=f"{prefix}/openapi.json",
+    )
+
+
 def install_common(app: FastAPI, readiness: ReadinessCheck) -> CollectorRegistry:
     """Add /healthz, /readyz, /metrics, request ids and a JSON answer for unexpected errors."""
     registry = CollectorRegistry()

@@ -7,7 +7,7 @@ from functools import partial
 from fastapi import FastAPI, Request
 
 from services.common.background import Duties
-from services.common.http import MAX_BODY_BYTES, install_common
+from services.common.http import create_api, install_common
 from services.common.presence import run_reaper
 from services.common.redis_client import create_redis, redis_ready
 from services.common.redis_schema import Scripts
@@ -36,13 +36,7 @@ def create_app(settings: RoomsSettings) -> FastAPI:
             await duties.stop()
             await redis.aclose()
 
-    app = FastAPI(
-        max_body_size=MAX_BODY_BYTES,
-        title="Sala rooms",
-        lifespan=lifespan,
-        docs_url="/api/rooms/docs",
-        openapi_url="/api/rooms/openapi.json",
-    )
+    app = create_api("Sala rooms", "/api/rooms", lifespan)
     app.state.settings = settings
     app.state.verifier = verifier
 
