@@ -122,7 +122,6 @@ def create_api(title: str, prefix: str, lifespan: Callable) -> FastAPI:
 def install_common(app: FastAPI, readiness: ReadinessCheck) -> CollectorRegistry:
     """Add /healthz, /readyz, /metrics, request ids and a JSON answer for unexpected errors."""
     registry = CollectorRegistry()
-    app.state.metrics_registry = registry
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
 
     @app.get("/healthz", include_in_schema=False)
