@@ -595,7 +595,7 @@ def test_services_probe_readyz_and_healthz_and_drain(rendered: tuple[str, list[d
         # preStop sleep + drain must fit in the grace period.
         assert pod["terminationGracePeriodSeconds"] > int(sleep[1]) + GATEWAY_DRAIN_SECONDS, f"{name}:{service}"
     gateway_env = {e["name"]: e for e in deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert gateway_env["SALA_GATEWAY_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert "SALA_GATEWAY_ID" not in gateway_env, "a fixed id would outlive a crashed container"
     strategy = deployments["gateway"]["spec"]["strategy"]["rollingUpdate"]
     assert strategy["maxUnavailable"] == 0
 

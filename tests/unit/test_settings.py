@@ -33,3 +33,18 @@ def test_each_gateway_run_gets_its_own_id(monkeypatch, tmp_path):
     monkeypatch.setenv("SALA_JWT_VERIFY_KEYS_FILE", str(tmp_path / "verify.pem"))
     monkeypatch.delenv("SALA_GATEWAY_ID", raising=False)
     assert GatewaySettings().gateway_id != GatewaySettings().gateway_id
+
+
+def test_every_setting_is_documented_in_the_configuration_table():
+    from pathlib import Path
+
+    from services.auth.settings import AuthSettings
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    missing = {
+        f"SALA_{name.upper()}"
+        for settings in (AuthSettings, RoomsSettings, GatewaySettings)
+        for name in settings.model_fields
+        if f"SALA_{name.upper()}" not in docs
+    }
+    assert not missing, f"undocumented settings: {sorted(missing)}"
