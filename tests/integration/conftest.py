@@ -166,3 +166,26 @@ async def open_socket(stack: Stack) -> AsyncIterator[Callable]:
     yield open_
     for socket in opened:
         await socket.close()
+
+
+@dataclass
+class Pair:
+    """Two members of one room, each on a different replica: alice on gateway 0, bob on gateway 1."""
+
+    alice: User
+    bob: User
+    code: str
+    a: Socket
+    b: Socket
+    bob_welcome: dict
+
+
+@pytest.fixture
+async def pair(new_user, new_room, open_socket) -> Pair:
+    """Both welcomed; bob's join is still unread on alice's socket."""
+    alice, bob = await new_user(), await new_user()
+    code = await new_room(alice)
+    a = await open_socket(alice, code, gateway=0)
+    await a.recv_type("welcome")
+    b = await open_socket(bob, code, gateway=1)
+    return Pair(alice, bob, code, a, b, await b.recv_type("welcome"))

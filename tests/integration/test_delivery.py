@@ -65,13 +65,8 @@ async def collect_everything(socket, total: int, own: int, acks: dict[str, list[
     return messages
 
 
-async def test_reconnect_with_since_gets_exactly_what_was_missed(new_user, new_room, open_socket):
-    alice, bob = await new_user(), await new_user()
-    code = await new_room(alice)
-    a = await open_socket(alice, code, gateway=0)
-    await a.recv_type("welcome")
-    b = await open_socket(bob, code, gateway=1)
-    await b.recv_type("welcome")
+async def test_reconnect_with_since_gets_exactly_what_was_missed(pair, open_socket):
+    bob, code, a, b = pair.bob, pair.code, pair.a, pair.b
     await a.send({"type": "message", "text": "before", "ref": "before"})
     last_seen = (await collect_messages(b, 1))[0]["id"]
     await b.close()

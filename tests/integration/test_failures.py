@@ -63,13 +63,8 @@ async def test_killed_replica_is_detected_and_its_users_leave(api, replicas, new
     print(f"killed replica detected after {detected_after:.1f} s")
 
 
-async def test_drained_replica_clients_resume_elsewhere_without_leave_or_join(replicas, new_user, new_room, open_socket):
-    alice, bob = await new_user(), await new_user()
-    code = await new_room(alice)
-    a = await open_socket(alice, code, gateway=0)
-    await a.recv_type("welcome")
-    b = await open_socket(bob, code, gateway=1)
-    last_seen = (await b.recv_type("welcome"))["history"][-1]["id"]
+async def test_drained_replica_clients_resume_elsewhere_without_leave_or_join(replicas, pair, open_socket):
+    bob, code, a, b = pair.bob, pair.code, pair.a, pair.b
     await a.recv_type("join")
 
     acked = []
@@ -101,13 +96,8 @@ async def test_drained_replica_clients_resume_elsewhere_without_leave_or_join(re
     assert not [frame for frame in seen if frame["type"] in ("join", "leave")]
 
 
-async def test_chat_resumes_after_a_redis_restart(replicas, new_user, new_room, open_socket):
-    alice, bob = await new_user(), await new_user()
-    code = await new_room(alice)
-    a = await open_socket(alice, code, gateway=0)
-    await a.recv_type("welcome")
-    b = await open_socket(bob, code, gateway=1)
-    await b.recv_type("welcome")
+async def test_chat_resumes_after_a_redis_restart(replicas, pair, open_socket):
+    alice, bob, code, a, b = pair.alice, pair.bob, pair.code, pair.a, pair.b
     await a.send({"type": "message", "text": "before", "ref": "1"})
     last_seen = (await b.recv_type("message"))["id"]
 
@@ -155,13 +145,8 @@ async def test_chat_resumes_after_a_redis_restart(replicas, new_user, new_room, 
     print(f"chat recovered (acked and delivered across replicas) {time.monotonic() - restarted_at:.2f} s after Redis restarted")
 
 
-async def test_a_dropped_subscription_recovers_missed_events(stack, new_user, new_room, open_socket, redis_client):
-    alice, bob = await new_user(), await new_user()
-    code = await new_room(alice)
-    a = await open_socket(alice, code, gateway=0)
-    await a.recv_type("welcome")
-    b = await open_socket(bob, code, gateway=1)
-    await b.recv_type("welcome")
+async def test_a_dropped_subscription_recovers_missed_events(pair, redis_client):
+    a, b = pair.a, pair.b
     await a.recv_type("join")
     # Cut every pub/sub connection on the server side; the sockets stay up.
     await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")

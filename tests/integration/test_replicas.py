@@ -8,7 +8,6 @@ import httpx
 import pytest
 
 from services.auth.migrate import apply_migrations, migration_files
-
 from tests.integration.conftest import PASSWORD
 
 
