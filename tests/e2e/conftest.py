@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import unavailable
+
 CHROMIUM = os.environ.get("SALA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -24,12 +26,6 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).parent / "artifacts"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
-
-
-def unavailable(reason: str) -> None:
-    """Stop the test: a failure under CI (where the browser must be there), else a skip."""
-    stop = pytest.fail if os.environ.get("CI") == "true" else pytest.skip
-    stop(reason)
 
 
 # Package scope, not session: the sync API keeps an event loop running while

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import re
 import shutil
 import subprocess
@@ -327,7 +326,3 @@ def stages(instructions: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
         if result:
             result[-1].append(instruction)
     return result
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -46,7 +46,6 @@ from deploy_support import (  # noqa: E402
     InterpolationError,
     containers_of,
     dockerfile_instructions,
-    in_ci,
     interpolate,
     interpolate_tree,
     kubectl_kustomize,
@@ -55,6 +54,8 @@ from deploy_support import (  # noqa: E402
     resource_id,
     stages,
 )
+
+from tests.support import unavailable  # noqa: E402
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -522,10 +523,7 @@ def _by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]
 def test_renderer_agrees_with_kustomize(name: str) -> None:
     real = kubectl_kustomize(KUSTOMIZATIONS[name])
     if real is None:
-        message = "kubectl (with its built-in kustomize) is not installed"
-        if in_ci():
-            pytest.fail(message + "; CI checks the Python renderer against it")
-        pytest.skip(message)
+        unavailable("kubectl (with its built-in kustomize) is not installed; CI checks the Python renderer against it")
     ours = render_kustomization(KUSTOMIZATIONS[name])
     assert {resource_id(d): d for d in ours} == {resource_id(d): d for d in real}
     assert len(ours) == len(real)
@@ -739,9 +737,7 @@ def test_checkov_finds_nothing_beyond_the_accepted_findings(tmp_path: Path) -> N
             "checkov is not installed; it lives in its own virtualenv (its pins clash with pytest's): "
             "python -m venv .venv-checkov && .venv-checkov/bin/pip install -r tests/requirements-checkov.txt"
         )
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(message)
     scan = tmp_path / "scan"
     (scan / "k8s").mkdir(parents=True)
     for name, path in KUSTOMIZATIONS.items():

@@ -3,7 +3,12 @@
 import orjson
 import pytest
 
-from services.gateway.frames import MAX_TEXT_CHARS, ChatMessage, FrameError, parse_client_frame
+from services.gateway.frames import (
+    MAX_TEXT_CHARS,
+    ChatMessage,
+    FrameError,
+    parse_client_frame,
+)
 
 
 def test_a_message_is_trimmed_and_keeps_its_ref():
