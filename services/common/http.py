@@ -51,7 +51,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
 
 
 ReadinessCheck = Callable[[Request], Awaitable[dict[str, bool]]]
-REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_HEADER = b"x-request-id"
 # Probed every second or so: their access lines would drown the rest.
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -68,6 +68,14 @@ class HttpMetrics:
         )
 
 
+def request_id_of(scope: Scope) -> str:
+    """The request id the edge gave this request, or a new one."""
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER and value:
+            return value.decode("latin-1")[:128]
+    return uuid.uuid4().hex
+
+
 class RequestContextMiddleware:
     """Takes the edge's request id (or makes one), logs it, returns it, and times the request."""
 
@@ -79,8 +87,7 @@ class RequestContextMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        request_id = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        request_id = request_id_of(scope)
         token = request_id_var.set(request_id)
         status = 500
         started = time.perf_counter()
@@ -89,7 +96,7 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER.encode(), request_id.encode())]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
             await send(message)
 
         try:

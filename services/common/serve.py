@@ -5,8 +5,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import uvicorn
-from fastapi import FastAPI
 from pydantic import ValidationError
+from starlette.types import ASGIApp
 
 from services.common.logs import configure_logging
 from services.common.settings import ServiceSettings
@@ -28,7 +28,7 @@ def load_settings(settings_cls: type[SettingsT]) -> SettingsT:
 def serve(
     service: str,
     settings_cls: type[SettingsT],
-    create_app: Callable[[SettingsT], FastAPI],
+    create_app: Callable[[SettingsT], ASGIApp],
     server_cls: type[uvicorn.Server] = uvicorn.Server,
     uvicorn_options: Callable[[SettingsT], dict[str, object]] = lambda settings: {},
 ) -> None:

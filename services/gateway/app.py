@@ -7,11 +7,14 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from functools import partial
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from redis.exceptions import RedisError
+from starlette.datastructures import State
+from starlette.types import Receive, Scope, Send
 
 from services.common.background import Duties
-from services.common.http import install_common
+from services.common.http import install_common, request_id_of
+from services.common.logs import request_id_var
 from services.common.presence import run_reaper, utc_now_iso
 from services.common.redis_client import create_redis, redis_ready
 from services.common.redis_schema import Scripts
@@ -20,7 +23,7 @@ from services.gateway import store
 from services.gateway.appender import MessageAppender
 from services.gateway.hub import Hub
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.routes import router
+from services.gateway.routes import SOCKET_PATH, chat_socket
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,32 @@ async def _bounded(step: str, work: Awaitable[object], seconds: float = 2.0) -> 
         log.warning("shutdown step timed out", extra={"step": step})
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+class GatewayApp:
+    """The gateway's ASGI entry: chat sockets go straight to their handler, the rest to the FastAPI app.
+
+    The FastAPI app owns the lifespan, state, health and metrics; see ``routes``
+    for why the socket skips it.
+    """
+
+    def __init__(self, api: FastAPI) -> None:
+        self.api = api
+
+    @property
+    def state(self) -> State:
+        return self.api.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket" or scope["path"] != SOCKET_PATH:
+            await self.api(scope, receive, send)
+            return
+        token = request_id_var.set(request_id_of(scope))
+        try:
+            await chat_socket(WebSocket(scope, receive, send), self.api.state)
+        finally:
+            request_id_var.reset(token)
+
+
+def create_app(settings: GatewaySettings) -> GatewayApp:
     verifier = TokenVerifier(
         load_public_keys(settings.jwt_verify_keys_file), settings.jwt_issuer, settings.jwt_audience
     )
@@ -127,5 +155,4 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     registry = install_common(app, readiness)
     app.state.metrics = GatewayMetrics(registry)
-    app.include_router(router)
-    return app
+    return GatewayApp(app)

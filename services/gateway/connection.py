@@ -14,6 +14,7 @@ from services.gateway import store
 from services.gateway.frames import ChatMessage, FrameError, parse_client_frame
 from services.gateway.hub import Hub, LocalRoom
 from services.gateway.limits import TokenBucket
+from services.gateway.mailbox import Mailbox
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import EventId
 
@@ -46,6 +47,22 @@ class _Close:
 
 
 class ClientConnection:
+    __slots__ = (
+        "websocket",
+        "principal",
+        "session_id",
+        "code",
+        "since",
+        "conn_id",
+        "last_id",
+        "_hub",
+        "_state",
+        "_settings",
+        "_queue",
+        "_closing",
+        "_bucket",
+    )
+
     def __init__(
         self, websocket: WebSocket, principal: Principal, code: str, since: EventId | None, hub: Hub, app_state: object
     ) -> None:
@@ -59,7 +76,7 @@ class ClientConnection:
         self._hub = hub
         self._state = app_state
         self._settings: GatewaySettings = app_state.settings
-        self._queue: asyncio.Queue[tuple[EventId | None, str] | _Close] = asyncio.Queue()
+        self._queue: Mailbox[tuple[EventId | None, str] | _Close] = Mailbox()
         self._closing = False
         self._bucket = TokenBucket(self._settings.message_rate_per_second, self._settings.message_burst)
 

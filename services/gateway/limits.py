@@ -6,6 +6,8 @@ import time
 class TokenBucket:
     """Allows ``rate`` messages per second on average and ``burst`` at once."""
 
+    __slots__ = ("rate", "burst", "_clock", "_tokens", "_updated")
+
     def __init__(self, rate: float, burst: int, clock=time.monotonic) -> None:  # noqa: ANN001 - a clock callable
         self.rate = rate
         self.burst = burst

@@ -1,6 +1,13 @@
-"""``GET /ws?room=CODE[&since=ID]``: the chat socket."""
+"""``GET /ws?room=CODE[&since=ID]``: the chat socket.
 
-from fastapi import APIRouter, WebSocket, status
+Served as plain ASGI, not as a FastAPI route: a socket lives for hours and each
+layer it passes through (middleware, routing, dependency solving) keeps its
+frames alive that long, about 9 KiB per idle socket. The handler reads what it
+needs from the app's state instead of through ``Depends``.
+"""
+
+from fastapi import WebSocket, status
+from starlette.datastructures import State
 
 from services.common.redis_schema import parse_event_id
 from services.common.room_codes import normalize
@@ -11,30 +18,26 @@ from services.gateway.connection import (
     CLOSE_TRY_AGAIN,
     ClientConnection,
 )
-from services.gateway.deps import HubDep, RedisDep, SettingsDep, VerifierDep
 from services.gateway.frames import FrameError
 
-router = APIRouter()
-
+SOCKET_PATH = "/ws"
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SERVICE_RESTART = 1012
 
 
-@router.websocket("/ws")
-async def chat_socket(
-    websocket: WebSocket, hub: HubDep, redis: RedisDep, settings: SettingsDep, verifier: VerifierDep
-) -> None:
+async def chat_socket(websocket: WebSocket, state: State) -> None:
+    hub, redis, settings = state.hub, state.redis, state.settings
     token, from_cookie = token_from(websocket.headers, websocket.cookies)
     if from_cookie and websocket.headers.get("origin", "").rstrip("/") not in settings.allowed_origins:
         # Cross-site WebSocket hijacking: a cookie sent by a foreign page is refused at the handshake.
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
         return
-    if websocket.app.state.draining:
+    if state.draining:
         await websocket.close(code=CLOSE_SERVICE_RESTART)
         return
     await websocket.accept()
     try:
-        principal = verifier.verify(token or "")
+        principal = state.verifier.verify(token or "")
     except InvalidToken:
         await websocket.close(CLOSE_UNAUTHENTICATED, "not authenticated")
         return
@@ -49,7 +52,7 @@ async def chat_socket(
         except ValueError:
             error = FrameError("invalid_since", "'since' is not an event id; sending the latest events instead.")
             await websocket.send_text(error.frame())
-    connection = ClientConnection(websocket, principal, code, since, hub, websocket.app.state)
+    connection = ClientConnection(websocket, principal, code, since, hub, state)
     # Watched before the revocation check, so a logout racing this handshake still closes the socket.
     hub.watch_session(connection)
     try:

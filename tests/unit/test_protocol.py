@@ -1,0 +1,112 @@
+"""The trimmed uvicorn WebSocket protocol still speaks WebSocket, and frees what it says it frees.
+
+uvicorn is pinned; these tests fail if an upgrade moves the attributes the
+subclass replaces or drops.
+"""
+
+import asyncio
+
+import uvicorn
+from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
+
+from services.gateway.mailbox import Gate, Mailbox
+from services.gateway.protocol import LeanWebSocketProtocol
+
+HANDSHAKE = (
+    b"GET /ws?room=ABCDEF HTTP/1.1\r\n"
+    b"Host: chat.example\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"\r\n"
+)
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+
+def client_text(text: str) -> bytes:
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[])
+
+
+async def test_echo_through_the_lean_protocol_frees_the_handshake():
+    received: list[dict] = []
+    accepted = asyncio.Event()
+
+    async def echo(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        message = await receive()
+        received.append(message)
+        await send({"type": "websocket.send", "text": "echo:" + message["text"]})
+        received.append(await receive())
+
+    config = uvicorn.Config(echo, ws=LeanWebSocketProtocol, ws_per_message_deflate=False, log_config=None)
+    config.load()
+    protocol = LeanWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
+    assert isinstance(protocol.queue, Mailbox)
+    assert isinstance(protocol.writable, Gate)
+
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(HANDSHAKE)
+    assert "request" in protocol.__dict__ and "response" in protocol.__dict__
+    await asyncio.wait_for(accepted.wait(), 1)
+    assert transport.written.startswith(b"HTTP/1.1 101 ")
+    assert "request" not in protocol.__dict__ and "response" not in protocol.__dict__
+
+    transport.written.clear()
+    protocol.data_received(client_text("hi"))
+    for _ in range(20):
+        if transport.written:
+            break
+        await asyncio.sleep(0)
+    assert received[0] == {"type": "websocket.receive", "text": "hi"}
+    assert transport.written == Frame(Opcode.TEXT, b"echo:hi").serialize(mask=False, extensions=[])
+
+    protocol.connection_lost(None)
+    for _ in range(20):
+        if len(received) == 2:
+            break
+        await asyncio.sleep(0)
+    assert received[1]["type"] == "websocket.disconnect"
+
+
+async def test_a_paused_writer_waits_until_the_transport_drains():
+    async def silent(scope, receive, send):
+        await receive()
+
+    config = uvicorn.Config(silent, ws=LeanWebSocketProtocol, log_config=None)
+    config.load()
+    protocol = LeanWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol.pause_writing()
+    waiter = asyncio.create_task(protocol.writable.wait())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    protocol.resume_writing()
+    await asyncio.wait_for(waiter, 1)
