@@ -153,6 +153,8 @@ class Stack:
     log_dir: Path | None = None  # None: prefixed lines on our stdout
     fast_storage: bool = False  # fsync off and such: for throwaway test data
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Settings of single replicas added with ``add_replica``, by name; kept for restarts.
+    replica_env: dict[str, dict[str, str]] = field(default_factory=dict)
     children: dict[str, Child] = field(default_factory=dict)
 
     @property
@@ -266,7 +268,7 @@ class Stack:
             "SALA_ALLOWED_ORIGINS": f"{self.edge_url},http://localhost:{self.ports.edge}",
             "SALA_LOG_FORMAT": os.environ.get("SALA_LOG_FORMAT", "json"),
         }
-        return {**env, **self.extra_env}
+        return {**env, **self.extra_env, **self.replica_env.get(name, {})}
 
     def start_service(self, name: str) -> None:
         module = "services." + next(s for s in ("gateway", "auth", "rooms") if name.startswith(s))
@@ -299,10 +301,14 @@ class Stack:
         else:
             self.start_service(name)
 
-    def add_replica(self, service: str) -> str:
-        """Start one more replica of ``auth`` or ``rooms`` on a free port; returns its name."""
+    def add_replica(self, service: str, settings: dict[str, str] | None = None) -> str:
+        """Start one more replica of a service on a free port, outside the edge; returns its name.
+
+        ``settings`` (``SALA_*`` variables) apply to this replica only.
+        """
         name = f"{service}-{len(self.ports.extra) + 2}"
         self.ports.extra[name] = free_port()
+        self.replica_env[name] = settings or {}
         self.start_service(name)
         return name
 

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
@@ -15,6 +16,7 @@ from services.gateway.frames import ChatMessage, FrameError, parse_client_frame
 from services.gateway.hub import Hub, LocalRoom
 from services.gateway.limits import TokenBucket
 from services.gateway.mailbox import Mailbox
+from services.gateway.protocol import WRITE_FRAME_EXTENSION
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import EventId
 
@@ -25,6 +27,8 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_TRY_AGAIN = 1013
 # How long a new socket waits for its room's subscription (Redis may be restarting).
 SUBSCRIBE_TIMEOUT_SECONDS = 10
+# How long a close may wait for a peer that has stopped reading before the connection is dropped instead.
+CLOSE_SEND_TIMEOUT_SECONDS = 2
 
 
 class CloseSocket(Exception):
@@ -61,6 +65,10 @@ class ClientConnection:
         "_queue",
         "_closing",
         "_bucket",
+        "_write_frame",
+        "_sending",
+        "_sender",
+        "_cut_off",
     )
 
     def __init__(
@@ -79,6 +87,13 @@ class ClientConnection:
         self._queue: Mailbox[tuple[EventId | None, str] | _Close] = Mailbox()
         self._closing = False
         self._bucket = TokenBucket(self._settings.message_rate_per_second, self._settings.message_burst)
+        # The protocol's direct writer, once the welcome is out; None means every frame takes the queue.
+        self._write_frame: Callable[[bytes], bool] | None = None
+        # The sender is inside a send() that may wait for the transport to drain.
+        self._sending = False
+        self._sender: asyncio.Task[None] | None = None
+        # The close that cancelled the sender, stuck behind a peer that stopped reading.
+        self._cut_off: _Close | None = None
 
     @property
     def queued(self) -> int:
@@ -86,18 +101,31 @@ class ClientConnection:
 
     # Called by the hub.
 
-    def deliver(self, event_id: EventId, frame: str) -> None:
+    def deliver(self, event_id: EventId, frame: str, wire: bytes) -> None:
         if self._closing:
             return
+        if self._write_frame is not None and not self._sending and self._queue.empty():
+            # Nothing is waiting to go out before it: write the room's encoded frame straight away.
+            if event_id <= self.last_id:
+                return
+            if self._write_frame(wire):
+                self.last_id = event_id
+                return
         if self._queue.qsize() >= self._settings.send_queue_max:
             self.close(CLOSE_TRY_AGAIN, "too far behind; reconnect with since")
             return
         self._queue.put_nowait((event_id, frame))
 
     def close(self, code: int, reason: str) -> None:
-        if not self._closing:
-            self._closing = True
-            self._queue.put_nowait(_Close(code, reason))
+        if self._closing:
+            return
+        self._closing = True
+        request = _Close(code, reason)
+        self._queue.put_nowait(request)
+        if self._sending and self._sender is not None:
+            # The sender waits for a peer that stopped reading: the close must not wait behind it.
+            self._cut_off = request
+            self._sender.cancel()
 
     # The socket's life.
 
@@ -137,6 +165,7 @@ class ClientConnection:
         log.info("socket joined", extra={"conn": self.conn_id, "room": self.code, "user": self.principal.user_id})
         try:
             await self._welcome(room, joined)
+            self._write_frame = (self.websocket.scope.get("extensions") or {}).get(WRITE_FRAME_EXTENSION)
             await self._pump()
         except (WebSocketDisconnect, OSError):
             log.debug("client left during the welcome", extra={"conn": self.conn_id})
@@ -168,7 +197,7 @@ class ClientConnection:
     async def _pump(self) -> None:
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._send_loop())
+                self._sender = group.create_task(self._send_loop())
                 group.create_task(self._receive_loop())
         except* CloseSocket as closing:
             first = closing.exceptions[0]
@@ -181,11 +210,23 @@ class ClientConnection:
 
     async def _close_quietly(self, code: int, reason: str) -> None:
         try:
-            await self.websocket.close(code, reason)
+            async with asyncio.timeout(CLOSE_SEND_TIMEOUT_SECONDS):
+                await self.websocket.close(code, reason)
+        except TimeoutError:
+            # The peer reads nothing, not even the close; the protocol drops the connection once we return.
+            log.info("peer not reading; connection dropped", extra={"conn": self.conn_id, "code": code})
         except (RuntimeError, OSError, WebSocketDisconnect):
             log.debug("socket already closed", extra={"conn": self.conn_id})
 
     async def _send_loop(self) -> None:
+        try:
+            await self._send_queued()
+        except asyncio.CancelledError:
+            if self._cut_off is None:
+                raise
+            raise CloseSocket(self._cut_off.code, self._cut_off.reason) from None
+
+    async def _send_queued(self) -> None:
         send = self.websocket.send_text
         queue = self._queue
         while True:
@@ -197,7 +238,9 @@ class ClientConnection:
                 if event_id is None or event_id > self.last_id:
                     if event_id is not None:
                         self.last_id = event_id
+                    self._sending = True
                     await send(frame)
+                    self._sending = False
                 if queue.empty():
                     break
                 item = queue.get_nowait()

@@ -23,6 +23,7 @@ from services.common.redis_schema import (
     room_key,
 )
 from services.gateway import store
+from services.gateway.protocol import encode_text_frame
 from services.gateway.store import EventId
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class Subscriber(Protocol):
     code: str
     session_id: str
 
-    def deliver(self, event_id: EventId, frame: str) -> None: ...
+    def deliver(self, event_id: EventId, frame: str, wire: bytes) -> None: ...
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -64,8 +65,11 @@ class LocalRoom:
         if self.last_id is not None and event_id <= self.last_id:
             return 0
         self.last_id = event_id
+        if not self.sockets:
+            return 0
+        wire = encode_text_frame(frame)
         for socket in self.sockets:
-            socket.deliver(event_id, frame)
+            socket.deliver(event_id, frame, wire)
         return len(self.sockets)
 
     def seen(self, event_id: EventId | None) -> None:

@@ -5,13 +5,14 @@ subclass replaces or drops.
 """
 
 import asyncio
+import logging
 
 import uvicorn
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
 from services.gateway.mailbox import Gate, Mailbox
-from services.gateway.protocol import LeanWebSocketProtocol
+from services.gateway.protocol import WRITE_FRAME_EXTENSION, LeanWebSocketProtocol, encode_text_frame
 
 HANDSHAKE = (
     b"GET /ws?room=ABCDEF HTTP/1.1\r\n"
@@ -110,3 +111,65 @@ async def test_a_paused_writer_waits_until_the_transport_drains():
     assert not waiter.done()
     protocol.resume_writing()
     await asyncio.wait_for(waiter, 1)
+
+
+async def test_write_frame_writes_an_encoded_frame_only_when_the_socket_can_take_it():
+    scopes: list[dict] = []
+
+    async def hold(scope, receive, send):
+        scopes.append(scope)
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()
+
+    config = uvicorn.Config(hold, ws=LeanWebSocketProtocol, ws_per_message_deflate=False, log_config=None)
+    config.load()
+    protocol = LeanWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(HANDSHAKE)
+    for _ in range(20):
+        if transport.written:
+            break
+        await asyncio.sleep(0)
+    write_frame = scopes[0]["extensions"][WRITE_FRAME_EXTENSION]
+
+    transport.written.clear()
+    wire = encode_text_frame('{"type":"message","text":"héllo"}')
+    assert write_frame(wire)
+    assert transport.written == wire == Frame(Opcode.TEXT, '{"type":"message","text":"héllo"}'.encode()).serialize(
+        mask=False, extensions=[]
+    )
+
+    protocol.pause_writing()
+    assert not write_frame(wire)
+    protocol.resume_writing()
+    assert write_frame(wire)
+
+    protocol.connection_lost(None)
+    assert not write_frame(wire)
+
+
+async def test_debug_logging_never_traces_headers_or_frames(caplog):
+    async def hold(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()
+
+    config = uvicorn.Config(hold, ws=LeanWebSocketProtocol, ws_per_message_deflate=False, log_config=None)
+    config.load()
+    with caplog.at_level(logging.DEBUG):
+        protocol = LeanWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(HANDSHAKE.replace(b"\r\n\r\n", b"\r\nAuthorization: Bearer secret-token\r\n\r\n"))
+        for _ in range(20):
+            if transport.written:
+                break
+            await asyncio.sleep(0)
+        protocol.data_received(client_text("a private message"))
+        await asyncio.sleep(0)
+        protocol.connection_lost(None)
+    assert transport.written.startswith(b"HTTP/1.1 101 ")
+    assert "secret-token" not in caplog.text
+    assert "private message" not in caplog.text
