@@ -16,7 +16,7 @@ from services.gateway.frames import ChatMessage, FrameError, parse_client_frame
 from services.gateway.hub import Hub, LocalRoom
 from services.gateway.limits import TokenBucket
 from services.gateway.mailbox import Mailbox
-from services.gateway.protocol import WRITE_FRAME_EXTENSION
+from services.gateway.protocol import WRITE_FRAME_EXTENSION, encode_text_frame
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import EventId
 
@@ -115,6 +115,15 @@ class ClientConnection:
             self.close(CLOSE_TRY_AGAIN, "too far behind; reconnect with since")
             return
         self._queue.put_nowait((event_id, frame))
+
+    def _reply(self, frame: str) -> None:
+        """An ack or error for this socket alone: written at once when nothing waits to go out before it."""
+        if self._closing:
+            return
+        if self._write_frame is not None and not self._sending and self._queue.empty():
+            if self._write_frame(encode_text_frame(frame)):
+                return
+        self._queue.put_nowait((None, frame))
 
     def close(self, code: int, reason: str) -> None:
         if self._closing:
@@ -257,7 +266,7 @@ class ClientConnection:
             if isinstance(parsed, ChatMessage) and not self._bucket.allow():
                 parsed = FrameError("rate_limited", "Too many messages; slow down.", parsed.ref)
             if isinstance(parsed, FrameError):
-                self._queue.put_nowait((None, parsed.frame()))
+                self._reply(parsed.frame())
                 continue
             await self._send_message(parsed)
 
@@ -269,7 +278,7 @@ class ClientConnection:
         if event_id is None:
             raise CloseSocket(CLOSE_ROOM_GONE, "the room has closed")
         if message.ref is not None:
-            self._queue.put_nowait((None, orjson.dumps({"type": "ack", "ref": message.ref, "id": event_id}).decode()))
+            self._reply(orjson.dumps({"type": "ack", "ref": message.ref, "id": event_id}).decode())
 
     async def _leave(self) -> None:
         linger_ms = int(self._settings.drain_linger_seconds * 1000) if self._state.draining else 0
