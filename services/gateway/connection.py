@@ -104,7 +104,7 @@ class ClientConnection:
     def deliver(self, event_id: EventId, frame: str, wire: bytes) -> None:
         if self._closing:
             return
-        if self._write_frame is not None and not self._sending and self._queue.empty():
+        if self._can_write_now():
             # Nothing is waiting to go out before it: write the room's encoded frame straight away.
             if event_id <= self.last_id:
                 return
@@ -120,10 +120,13 @@ class ClientConnection:
         """An ack or error for this socket alone: written at once when nothing waits to go out before it."""
         if self._closing:
             return
-        if self._write_frame is not None and not self._sending and self._queue.empty():
-            if self._write_frame(encode_text_frame(frame)):
-                return
+        if self._can_write_now() and self._write_frame(encode_text_frame(frame)):
+            return
         self._queue.put_nowait((None, frame))
+
+    def _can_write_now(self) -> bool:
+        """Whether a frame may skip the queue: the direct writer is set up and nothing waits to go out first."""
+        return self._write_frame is not None and not self._sending and self._queue.empty()
 
     def close(self, code: int, reason: str) -> None:
         if self._closing:
