@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 CHECKOV_INSTALLED := .venv-checkov/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: dev test install browser unit integration failure e2e bench fuzz up down clean
+.PHONY: dev test lint install browser unit integration failure e2e bench fuzz up down clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sala needs Python 3.11 or newer")'
@@ -30,6 +30,10 @@ dev: install
 ## The whole suite with real servers, browser tests included.
 test: install $(CHECKOV_INSTALLED) browser
 	$(PYTEST)
+
+## Static checks: ruff on the Python code.
+lint: install
+	$(BIN)/ruff check .
 
 browser:
 	@bash tools/ensure-browser.sh

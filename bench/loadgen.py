@@ -158,7 +158,7 @@ class Worker:
                         CONNECT_TIMEOUT_SECONDS,
                     )
                     await asyncio.wait_for(member.welcomed, CONNECT_TIMEOUT_SECONDS)
-                except Exception as exc:  # noqa: BLE001 - every failure is counted, none ends the run
+                except Exception as exc:
                     failures[f"{type(exc).__name__}: {exc}"[:120]] += 1
                     if member.client is not None:
                         member.client.close()

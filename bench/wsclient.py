@@ -111,7 +111,7 @@ class WsClient(asyncio.Protocol):
         return True
 
     def _frame(self, fin: int, opcode: int, payload: bytes) -> None:
-        if opcode == OP_TEXT or opcode == OP_CONTINUATION:
+        if opcode in (OP_TEXT, OP_CONTINUATION):
             if not fin:
                 self._fragments.append(payload)
                 return

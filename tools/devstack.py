@@ -62,7 +62,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait(what: str, check, timeout: float, process: subprocess.Popen | None) -> None:  # noqa: ANN001
+def _wait(what: str, check, timeout: float, process: subprocess.Popen | None) -> None:
     """Retry ``check`` until it answers, the process dies, or time runs out."""
     deadline = time.monotonic() + timeout
     delay = 0.05

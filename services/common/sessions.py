@@ -74,9 +74,12 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
 async def request_principal(request: Request) -> Principal:
     """The caller of an HTTP request, or a 401 (403 for a cross-site write)."""
     token, from_cookie = token_from(request.headers, request.cookies)
-    if from_cookie and request.method not in SAFE_METHODS:
-        if not origin_allowed(request.headers.get("origin"), request.app.state.settings.allowed_origins):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Cross-site request refused.")
+    if (
+        from_cookie
+        and request.method not in SAFE_METHODS
+        and not origin_allowed(request.headers.get("origin"), request.app.state.settings.allowed_origins)
+    ):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Cross-site request refused.")
     try:
         return await authenticate(token, request.app.state.verifier, request.app.state.redis)
     except RevocationsUnknown as exc:

@@ -8,7 +8,7 @@ class TokenBucket:
 
     __slots__ = ("rate", "burst", "_clock", "_tokens", "_updated")
 
-    def __init__(self, rate: float, burst: int, clock=time.monotonic) -> None:  # noqa: ANN001 - a clock callable
+    def __init__(self, rate: float, burst: int, clock=time.monotonic) -> None:
         self.rate = rate
         self.burst = burst
         self._clock = clock

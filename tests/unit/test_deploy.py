@@ -41,7 +41,7 @@ import yaml
 
 # The helper module sits beside this file; import it however pytest named us.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deploy_support import (  # noqa: E402
+from deploy_support import (
     REPO,
     InterpolationError,
     containers_of,
@@ -55,7 +55,7 @@ from deploy_support import (  # noqa: E402
     stages,
 )
 
-from tests.support import unavailable  # noqa: E402
+from tests.support import unavailable
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"

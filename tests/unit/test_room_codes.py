@@ -8,7 +8,7 @@ from services.common.room_codes import ALPHABET, new_code, normalize
 def test_alphabet_has_no_look_alikes():
     for confusable in "0O1IL5S2Z8B":
         assert confusable not in ALPHABET
-    assert ALPHABET == "".join(sorted(set(ALPHABET), key=ALPHABET.index))
+    assert "".join(sorted(set(ALPHABET), key=ALPHABET.index)) == ALPHABET
     assert all(ch.isupper() or ch.isdigit() for ch in ALPHABET)
 
 
