@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -29,6 +29,9 @@ class ServiceSettings(BaseSettings):
     trusted_proxies: str = "127.0.0.1"
     # A gateway silent this long is dead; with the reaper running every second, detection takes at most this + 1 s.
     presence_timeout_seconds: float = 6.0
+    # A user whose last socket went away without an explicit leave (reload, dropped network, dead
+    # gateway) stays present this long; coming back within it is no leave and no join.
+    leave_grace_seconds: float = Field(default=20.0, gt=0)
     room_history_max: int = 1000
 
     @field_validator("allowed_origins", mode="before")

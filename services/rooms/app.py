@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 
 from services.common.background import Duties
 from services.common.http import create_api, install_common
-from services.common.presence import run_reaper
+from services.common.reaper import ReaperSettings, run_reaper
 from services.common.redis_client import create_redis, redis_ready
 from services.common.redis_schema import Scripts
 from services.common.tokens import TokenVerifier, load_public_keys
@@ -28,7 +28,7 @@ def create_app(settings: RoomsSettings) -> FastAPI:
         duties = Duties()
         duties.start(
             "reaper",
-            partial(run_reaper, redis, scripts, settings.presence_timeout_seconds, settings.room_history_max),
+            partial(run_reaper, redis, scripts, ReaperSettings.of(settings)),
         )
         try:
             yield

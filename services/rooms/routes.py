@@ -3,8 +3,8 @@
 from fastapi import APIRouter, HTTPException, status
 
 from services.common import ratelimit
+from services.common.clock import utc_now_iso
 from services.common.http import error_responses
-from services.common.presence import utc_now_iso
 from services.common.ratelimit import Limit
 from services.common.room_codes import normalize
 from services.rooms import store

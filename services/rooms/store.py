@@ -6,7 +6,6 @@ from services.common.redis_schema import (
     Scripts,
     room_key,
     room_names_key,
-    room_users_key,
 )
 from services.common.room_codes import new_code
 
@@ -32,10 +31,10 @@ async def create_room(
 
 
 async def get_room(redis: Redis, code: str) -> dict[str, object] | None:
-    """The room with its occupancy and member names, read in one transaction."""
+    """The room with its present users (within their leave grace too), read in one transaction."""
     async with redis.pipeline(transaction=True) as pipe:
         room, occupancy, names = (
-            await pipe.hgetall(room_key(code)).hlen(room_users_key(code)).hvals(room_names_key(code)).execute()
+            await pipe.hgetall(room_key(code)).hlen(room_names_key(code)).hvals(room_names_key(code)).execute()
         )
     if not room:
         return None
