@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 CHECKOV_INSTALLED := .venv-checkov/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: dev test lint install browser unit integration failure e2e bench fuzz up down clean
+.PHONY: dev test lint install browser unit unit-js integration failure e2e bench fuzz up down clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sala needs Python 3.11 or newer")'
@@ -28,18 +28,23 @@ dev: install
 	$(BIN)/python -m tools.devstack
 
 ## The whole suite with real servers, browser tests included.
-test: install $(CHECKOV_INSTALLED) browser
+test: install $(CHECKOV_INSTALLED) browser unit-js
 	$(PYTEST)
 
-## Static checks: ruff on the Python code.
+## Static checks: ruff on the Python code, a syntax check of the browser's modules.
 lint: install
 	$(BIN)/ruff check .
+	@for f in web/static/js/*.js web/static/js/views/*.js tests/js/*.mjs; do node --input-type=module --check < $$f || { echo "syntax error in $$f"; exit 1; }; done
 
 browser:
 	@bash tools/ensure-browser.sh
 
-unit: install $(CHECKOV_INSTALLED)
+unit: install $(CHECKOV_INSTALLED) unit-js
 	$(PYTEST) tests/unit
+
+## The browser client's pure modules under node's own test runner (no npm).
+unit-js:
+	node --test tests/js/
 
 integration: install
 	$(PYTEST) tests/integration
