@@ -1,5 +1,6 @@
 """Fixed-window rate limits in Redis, shared by every replica."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -11,6 +12,19 @@ from services.common.redis_schema import Scripts, ratelimit_key
 class Limit:
     count: int
     window_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One counter of a reservation: ``limit`` attempts of ``subject`` in ``scope``."""
+
+    scope: str
+    subject: str
+    limit: Limit
+
+    @property
+    def key(self) -> str:
+        return ratelimit_key(self.scope, self.subject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,3 +50,22 @@ async def exhausted(redis: Redis, scope: str, subject: str, limit: Limit) -> Ver
     if count is not None and int(count) >= limit.count:
         return Verdict(allowed=False, retry_after=max(1, int(ttl)))
     return Verdict(allowed=True, retry_after=0)
+
+
+async def reserve(scripts: Scripts, budgets: Sequence[Budget]) -> Verdict:
+    """Take one attempt from every budget before the costly work, or from none if any is used up.
+
+    One atomic step: N concurrent callers against a budget of K get exactly
+    K admissions, unlike a read-only check followed by a hit afterwards.
+    """
+    allowed, wait = await scripts.rate_limit_reserve(
+        keys=[budget.key for budget in budgets],
+        args=[value for budget in budgets for value in (budget.limit.window_seconds, budget.limit.count)],
+    )
+    return Verdict(allowed=bool(int(allowed)), retry_after=int(wait))
+
+
+async def refund(scripts: Scripts, budgets: Sequence[Budget]) -> None:
+    """Give back an attempt ``reserve`` took, when it turned out not to count (a success)."""
+    if budgets:
+        await scripts.rate_limit_refund(keys=[budget.key for budget in budgets], args=[])

@@ -7,22 +7,24 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from services.common.redis_schema import Scripts
-
 # Enough for every command in flight on a busy replica; past it, callers wait for a free connection
 # (rather than fail, which redis-py's default pool does).
 MAX_CONNECTIONS = 64
 POOL_WAIT_SECONDS = 5.0
 
 
-def create_redis(url: str) -> Redis:
-    """A pooled client that retries commands with bounded backoff while Redis is away."""
+def create_redis(url: str, retries: int = 5) -> Redis:
+    """A pooled client that retries commands with bounded backoff while Redis is away.
+
+    ``retries=0`` is for pub/sub, whose owner must see every lost connection:
+    a library retry would re-subscribe silently and lose what was published meanwhile.
+    """
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
         timeout=POOL_WAIT_SECONDS,
         decode_responses=True,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=retries),
         retry_on_error=[ConnectionError, TimeoutError],
         socket_connect_timeout=2.0,
         socket_keepalive=True,
@@ -42,5 +44,3 @@ async def redis_ready(redis: Redis) -> bool:
     except (ConnectionError, TimeoutError, OSError):
         return False
 
-
-__all__ = ["Scripts", "create_redis", "redis_ready"]

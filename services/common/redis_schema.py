@@ -302,6 +302,34 @@ if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return {count, redis.call('TTL', KEYS[1])}
 """
 
+# KEYS: counters. ARGV: window seconds and limit of each counter, in pairs.
+# Takes one attempt from every counter, or from none if any is used up, in
+# one step, so concurrent callers cannot overdraw a budget. Returns {1, 0},
+# or {0, seconds until the used-up counter with the longest wait resets}.
+RATE_LIMIT_RESERVE = """
+local wait, spent = 0, false
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[2 * i]) then
+    spent = true
+    wait = math.max(wait, redis.call('TTL', key))
+  end
+end
+if spent then return {0, math.max(wait, 1)} end
+for i, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[2 * i - 1]) end
+end
+return {1, 0}
+"""
+
+# KEYS: counters. Gives back one attempt taken by RATE_LIMIT_RESERVE (it
+# turned out not to count); a counter that expired meanwhile stays absent.
+RATE_LIMIT_REFUND = """
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+end
+return 0
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Scripts:
@@ -315,6 +343,8 @@ class Scripts:
     reap: AsyncScript
     heartbeat: AsyncScript
     rate_limit_hit: AsyncScript
+    rate_limit_reserve: AsyncScript
+    rate_limit_refund: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> "Scripts":
@@ -327,4 +357,6 @@ class Scripts:
             reap=redis.register_script(REAP),
             heartbeat=redis.register_script(HEARTBEAT),
             rate_limit_hit=redis.register_script(RATE_LIMIT_HIT),
+            rate_limit_reserve=redis.register_script(RATE_LIMIT_RESERVE),
+            rate_limit_refund=redis.register_script(RATE_LIMIT_REFUND),
         )

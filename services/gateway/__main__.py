@@ -13,12 +13,14 @@ MAX_FRAME_BYTES = 64 * 1024
 class DrainingServer(uvicorn.Server):
     """Marks the app as draining the moment SIGTERM arrives, before uvicorn closes the sockets.
 
-    Sockets closed by the drain then linger in presence instead of leaving, so
-    clients that reconnect to another replica cause no leave and join.
+    Sockets closed by the drain start their users' leave grace, so clients
+    that reconnect to another replica cause no leave and join.
     """
 
     def handle_exit(self, sig: int, frame: object) -> None:
-        self.config.app.state.draining = True
+        context = getattr(self.config.app.state, "context", None)
+        if context is not None:
+            context.draining = True
         super().handle_exit(sig, frame)
 
 

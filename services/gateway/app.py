@@ -15,46 +15,42 @@ from starlette.types import Receive, Scope, Send
 from services.common.background import Duties
 from services.common.http import install_common, request_id_of
 from services.common.logs import request_id_var
-from services.common.presence import run_reaper, utc_now_iso
+from services.common.reaper import ReaperSettings, run_reaper
 from services.common.redis_client import create_redis, redis_ready
 from services.common.redis_schema import Scripts
 from services.common.tokens import TokenVerifier, load_public_keys
-from services.gateway import store
 from services.gateway.appender import MessageAppender
+from services.gateway.closes import Close
+from services.gateway.context import GatewayContext
 from services.gateway.hub import Hub
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.presence import Presence
 from services.gateway.routes import SOCKET_PATH, chat_socket
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
 
-async def keep_alive(app: FastAPI, duties: Duties) -> None:
-    """Heartbeat; if this gateway was given up for dead, its sockets reconnect to rebuild presence."""
-    settings, hub = app.state.settings, app.state.hub
+async def keep_alive(context: GatewayContext, duties: Duties) -> None:
+    """Heartbeat; if this gateway was given up for dead, its sockets reconnect to rebuild presence.
+
+    The reaper gave their users the leave grace, so clients back within it
+    cause no leave and no join, and no room closes under them.
+    """
+    presence, hub = context.presence, context.hub
     first = True
     while True:
         try:
-            forgotten = await store.heartbeat(app.state.scripts, settings.gateway_id)
+            forgotten = await presence.heartbeat()
             if forgotten and not first and hub.connection_count:
                 log.warning("this gateway was presumed dead; asking clients to reconnect")
-                hub.close_all(1012, "presence lost; reconnect")
+                hub.close_all(Close.SERVICE_RESTART, "presence lost; reconnect")
             first = False
-            await _record_unrecorded_leaves(app)
+            await presence.record_unrecorded()
         except RedisError as exc:
             log.warning("heartbeat failed", extra={"error": str(exc)})
-        if not await duties.pause(settings.heartbeat_seconds):
+        if not await duties.pause(context.settings.heartbeat_seconds):
             return
-
-
-async def _record_unrecorded_leaves(app: FastAPI) -> None:
-    settings, pending = app.state.settings, app.state.unrecorded_leaves
-    while pending:
-        code, conn_id = pending[0]
-        await store.leave(
-            app.state.scripts, settings.gateway_id, code, conn_id, utc_now_iso(), settings.room_history_max, 0
-        )
-        pending.pop(0)
 
 
 async def _bounded(step: str, work: Awaitable[object], seconds: float = 2.0) -> None:
@@ -86,7 +82,7 @@ class GatewayApp:
             return
         token = request_id_var.set(request_id_of(scope))
         try:
-            await chat_socket(WebSocket(scope, receive, send), self.api.state)
+            await chat_socket(WebSocket(scope, receive, send), self.api.state.context)
         finally:
             request_id_var.reset(token)
 
@@ -99,17 +95,28 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics: GatewayMetrics = app.state.metrics
-        app.state.redis = create_redis(settings.redis_url)
-        # Publishing and subscribing never share a connection.
-        app.state.pubsub_redis = create_redis(settings.redis_url)
-        app.state.scripts = Scripts.register(app.state.redis)
-        app.state.appender = MessageAppender(app.state.redis, app.state.scripts, settings.room_history_max)
-        app.state.hub = hub = Hub(
-            app.state.redis,
-            app.state.pubsub_redis,
+        redis = create_redis(settings.redis_url)
+        # Publishing and subscribing never share a connection; the hub, not the library, re-subscribes.
+        pubsub_redis = create_redis(settings.redis_url, retries=0)
+        scripts = Scripts.register(redis)
+        hub = Hub(
+            redis,
+            pubsub_redis,
             settings.pubsub_health_seconds,
             on_fanout=metrics.fanned_out.inc,
             on_reconnect=metrics.redis_reconnects.inc,
+        )
+        app.state.context = context = GatewayContext(
+            settings=settings,
+            verifier=verifier,
+            metrics=metrics,
+            redis=redis,
+            scripts=scripts,
+            appender=MessageAppender(redis, scripts, settings.room_history_max, settings.dedupe_window),
+            hub=hub,
+            presence=Presence(
+                redis, scripts, settings.gateway_id, settings.leave_grace_seconds, settings.room_history_max
+            ),
         )
         metrics.local_rooms.set_function(lambda: len(hub.rooms))
         metrics.send_queue_depth.set_function(
@@ -117,40 +124,28 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
         )
         await hub.start()
         duties = Duties()
-        duties.start("heartbeat", partial(keep_alive, app))
-        duties.start(
-            "reaper",
-            partial(
-                run_reaper,
-                app.state.redis,
-                app.state.scripts,
-                settings.presence_timeout_seconds,
-                settings.room_history_max,
-            ),
-        )
+        duties.start("heartbeat", partial(keep_alive, context))
+        duties.start("reaper", partial(run_reaper, redis, scripts, ReaperSettings.of(settings)))
         try:
             yield
         finally:
             await duties.stop()
             await _bounded("stop the hub", hub.stop())
             with contextlib.suppress(RedisError):
-                await _bounded("record leaves", _record_unrecorded_leaves(app))
-                await _bounded("retire", store.retire(app.state.redis, settings.gateway_id))
-            await _bounded("close pub/sub client", app.state.pubsub_redis.aclose())
-            await _bounded("close client", app.state.redis.aclose())
+                await _bounded("record leaves", context.presence.record_unrecorded())
+                await _bounded("retire", context.presence.retire())
+            await _bounded("close pub/sub client", pubsub_redis.aclose())
+            await _bounded("close client", redis.aclose())
 
     app = FastAPI(title="Sala gateway", lifespan=lifespan, openapi_url=None, docs_url=None)
-    app.state.settings = settings
-    app.state.verifier = verifier
-    app.state.draining = False
-    app.state.unrecorded_leaves = []
 
     async def readiness(request: Request) -> dict[str, bool]:
-        state = request.app.state
+        context: GatewayContext = request.app.state.context
         return {
-            "redis": await redis_ready(state.redis),
-            "pubsub": state.hub.connected.is_set(),
-            "draining": not state.draining,
+            "redis": await redis_ready(context.redis),
+            "pubsub": context.hub.connected.is_set(),
+            # Each check is true when healthy: a draining gateway takes no new sockets.
+            "accepting": not context.draining,
         }
 
     registry = install_common(app, readiness)

@@ -4,10 +4,17 @@ Every socket of the gateway hands its message here and awaits the event id.
 Messages that arrive while the loop is busy go out together in one pipeline
 of the append script; each still runs atomically on its own, and a socket
 never has two messages in flight, so its order is kept.
+
+Each append carries a dedupe key (the user and the client's ``ref``, or one
+the gateway makes up): the script stores a key's message once and answers a
+repeat with the first id. So a client re-sending after a lost ack, the client
+library retrying a call whose connection broke mid-flight, and the batch run
+again after Redis forgot the script, all store the message once.
 """
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
@@ -17,18 +24,34 @@ from services.common.redis_schema import Scripts, room_key
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Appended:
+    event_id: str
+    # The same dedupe key was stored before: this is a repeat, answered with the first id.
+    repeat: bool
+
+
+@dataclass(slots=True)
+class _Entry:
+    code: str
+    body: bytes
+    dedupe: str
+    future: asyncio.Future[Appended | None]
+
+
 class MessageAppender:
-    def __init__(self, redis: Redis, scripts: Scripts, maxlen: int) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, maxlen: int, dedupe_window: int) -> None:
         self._redis = redis
         self._script = scripts.append_message
         self._maxlen = maxlen
-        self._pending: list[tuple[str, bytes, asyncio.Future[str | None]]] = []
+        self._dedupe_window = dedupe_window
+        self._pending: list[_Entry] = []
         self._flushes: set[asyncio.Task[None]] = set()
 
-    async def append(self, code: str, body: bytes) -> str | None:
-        """Store and publish a message event; its id, or None if the room is not live."""
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((code, body, future))
+    async def append(self, code: str, body: bytes, dedupe: str) -> Appended | None:
+        """Store and publish a message event once per ``dedupe`` key; None if the room is not live."""
+        future: asyncio.Future[Appended | None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Entry(code, body, dedupe, future))
         if len(self._pending) == 1:
             asyncio.get_running_loop().call_soon(self._start_flush)
         return await future
@@ -39,32 +62,36 @@ class MessageAppender:
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    async def _flush(self, batch: list[tuple[str, bytes, asyncio.Future[str | None]]]) -> None:
+    async def _flush(self, batch: list[_Entry]) -> None:
         try:
             results = await self._run(batch)
         except (RedisError, OSError) as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for entry in batch:
+                if not entry.future.done():
+                    entry.future.set_exception(exc)
             return
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if future.done():
+        for entry, result in zip(batch, results, strict=True):
+            if entry.future.done():
                 continue
             if isinstance(result, Exception):
-                future.set_exception(result)
+                entry.future.set_exception(result)
             else:
-                future.set_result(result)
+                entry.future.set_result(None if result is None else Appended(result[0], bool(int(result[1]))))
 
-    async def _run(self, batch: list[tuple[str, bytes, asyncio.Future[str | None]]]) -> list[object]:
+    def _args(self, entry: _Entry) -> list[object]:
+        return [self._maxlen, entry.body, entry.dedupe, self._dedupe_window]
+
+    async def _run(self, batch: list[_Entry]) -> list[object]:
         if len(batch) == 1:
-            code, body, _ = batch[0]
-            return [await self._script(keys=[room_key(code)], args=[self._maxlen, body])]
+            return [await self._script(keys=[room_key(batch[0].code)], args=self._args(batch[0]))]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for code, body, _ in batch:
-                pipe.evalsha(self._script.sha, 1, room_key(code), self._maxlen, body)
+            for entry in batch:
+                pipe.evalsha(self._script.sha, 1, room_key(entry.code), *self._args(entry))
             results = await pipe.execute(raise_on_error=False)
-        if any(isinstance(result, NoScriptError) for result in results):
-            # Redis restarted and forgot the script: load it once, then run the batch again.
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            # Redis restarted and forgot the script: load it once, then run again only what it refused.
             await self._redis.script_load(self._script.script)
-            return await self._run(batch)
+            for i, result in zip(missing, await self._run([batch[i] for i in missing]), strict=True):
+                results[i] = result
         return results

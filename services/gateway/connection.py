@@ -9,26 +9,28 @@ import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
 
-from services.common.presence import utc_now_iso
+from services.common.clock import utc_now_iso
+from services.common.redis_schema import room_key
 from services.common.tokens import Principal
-from services.gateway import store
-from services.gateway.frames import ChatMessage, FrameError, parse_client_frame
-from services.gateway.hub import Hub, LocalRoom
+from services.gateway import timeline
+from services.gateway.closes import Close, ErrorCode
+from services.gateway.context import GatewayContext
+from services.gateway.frames import PONG_FRAME, ChatMessage, FrameError, Leave, Ping, Typing, parse_client_frame
+from services.gateway.hub import LocalRoom
 from services.gateway.limits import TokenBucket
 from services.gateway.mailbox import Mailbox
+from services.gateway.presence import Joined
 from services.gateway.protocol import WRITE_FRAME_EXTENSION, encode_text_frame
-from services.gateway.settings import GatewaySettings
-from services.gateway.store import EventId
+from services.gateway.timeline import EventId
 
 log = logging.getLogger(__name__)
 
-CLOSE_ROOM_GONE = 4404
-CLOSE_UNSUPPORTED = 1003
-CLOSE_TRY_AGAIN = 1013
 # How long a new socket waits for its room's subscription (Redis may be restarting).
 SUBSCRIBE_TIMEOUT_SECONDS = 10
 # How long a close may wait for a peer that has stopped reading before the connection is dropped instead.
 CLOSE_SEND_TIMEOUT_SECONDS = 2
+# The receive loop lets other sockets run after this many frames read without waiting.
+FRAMES_PER_TURN = 16
 
 
 class CloseSocket(Exception):
@@ -55,16 +57,19 @@ class ClientConnection:
         "websocket",
         "principal",
         "session_id",
+        "username",
         "code",
         "since",
         "conn_id",
         "last_id",
-        "_hub",
-        "_state",
-        "_settings",
+        "_context",
         "_queue",
         "_closing",
+        "_explicit_leave",
         "_bucket",
+        "_frames",
+        "_typing",
+        "_sent",
         "_write_frame",
         "_sending",
         "_sender",
@@ -72,21 +77,27 @@ class ClientConnection:
     )
 
     def __init__(
-        self, websocket: WebSocket, principal: Principal, code: str, since: EventId | None, hub: Hub, app_state: object
+        self, websocket: WebSocket, principal: Principal, code: str, since: EventId | None, context: GatewayContext
     ) -> None:
+        settings = context.settings
         self.websocket = websocket
         self.principal = principal
         self.session_id = principal.session_id
+        self.username = principal.username
         self.code = code
         self.since = since
         self.conn_id = uuid.uuid4().hex
         self.last_id: EventId = (0, 0)
-        self._hub = hub
-        self._state = app_state
-        self._settings: GatewaySettings = app_state.settings
+        self._context = context
         self._queue: Mailbox[tuple[EventId | None, str] | _Close] = Mailbox()
         self._closing = False
-        self._bucket = TokenBucket(self._settings.message_rate_per_second, self._settings.message_burst)
+        # The user asked to leave (the leave frame, a logout): no leave grace.
+        self._explicit_leave = False
+        self._bucket = TokenBucket(settings.message_rate_per_second, settings.message_burst)
+        self._frames = TokenBucket(settings.frame_rate_per_second, settings.frame_burst)
+        self._typing = TokenBucket(settings.typing_rate_per_second, 1)
+        # Messages sent without a ref get one of the gateway's, so a retried append is still stored once.
+        self._sent = 0
         # The protocol's direct writer, once the welcome is out; None means every frame takes the queue.
         self._write_frame: Callable[[bytes], bool] | None = None
         # The sender is inside a send() that may wait for the transport to drain.
@@ -111,18 +122,27 @@ class ClientConnection:
             if self._write_frame(wire):
                 self.last_id = event_id
                 return
-        if self._queue.qsize() >= self._settings.send_queue_max:
-            self.close(CLOSE_TRY_AGAIN, "too far behind; reconnect with since")
-            return
-        self._queue.put_nowait((event_id, frame))
+        self._enqueue((event_id, frame))
+
+    def deliver_ephemeral(self, wire: bytes) -> None:
+        """A typing notice: written only if the socket can take it now; a backed-up socket skips it."""
+        if not self._closing and self._can_write_now():
+            self._write_frame(wire)
 
     def _reply(self, frame: str) -> None:
-        """An ack or error for this socket alone: written at once when nothing waits to go out before it."""
+        """An ack, error or pong for this socket alone, under the same bound as the room's events."""
         if self._closing:
             return
         if self._can_write_now() and self._write_frame(encode_text_frame(frame)):
             return
-        self._queue.put_nowait((None, frame))
+        self._enqueue((None, frame))
+
+    def _enqueue(self, item: tuple[EventId | None, str]) -> None:
+        """Queue a frame for the sender; a socket whose backlog passes the bound is closed instead."""
+        if self._queue.qsize() >= self._context.settings.send_queue_max:
+            self.close(Close.TRY_AGAIN, "too far behind; reconnect with since")
+            return
+        self._queue.put_nowait(item)
 
     def _can_write_now(self) -> bool:
         """Whether a frame may skip the queue: the direct writer is set up and nothing waits to go out first."""
@@ -132,6 +152,8 @@ class ClientConnection:
         if self._closing:
             return
         self._closing = True
+        if code == Close.SESSION_ENDED:
+            self._explicit_leave = True
         request = _Close(code, reason)
         self._queue.put_nowait(request)
         if self._sending and self._sender is not None:
@@ -142,38 +164,30 @@ class ClientConnection:
     # The socket's life.
 
     async def run(self) -> None:
-        settings, scripts = self._settings, self._state.scripts
+        context = self._context
+        hub = context.hub
         try:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
-                room = await self._hub.attach(self)
+                room = await hub.attach(self)
         except TimeoutError:
-            self._hub.detach(self)
-            await self._close_quietly(CLOSE_TRY_AGAIN, "the bus is unavailable; reconnect")
+            hub.detach(self)
+            await self._close_quietly(Close.TRY_AGAIN, "the bus is unavailable; reconnect")
             return
         try:
-            joined = await store.join(
-                scripts,
-                settings.gateway_id,
-                self.code,
-                self.conn_id,
-                self.principal.user_id,
-                self.principal.username,
-                utc_now_iso(),
-                settings.room_history_max,
-            )
+            joined = await context.presence.join(self.code, self.conn_id, self.principal)
         except RedisError as failure:
             log.warning("Redis failed during a join", extra={"error": str(failure)})
-            self._hub.detach(self)
-            await self._close_quietly(CLOSE_TRY_AGAIN, "temporarily unavailable; reconnect")
+            hub.detach(self)
+            await self._close_quietly(Close.TRY_AGAIN, "temporarily unavailable; reconnect")
             return
         except asyncio.CancelledError:
-            self._hub.detach(self)
+            hub.detach(self)
             raise
         if joined is None:
-            self._hub.detach(self)
-            await self._close_quietly(CLOSE_ROOM_GONE, "no live room with this code")
+            hub.detach(self)
+            await self._close_quietly(Close.ROOM_GONE, "no live room with this code")
             return
-        self._state.metrics.connections.inc()
+        context.metrics.connections.inc()
         log.info("socket joined", extra={"conn": self.conn_id, "room": self.code, "user": self.principal.user_id})
         try:
             await self._welcome(room, joined)
@@ -183,15 +197,16 @@ class ClientConnection:
             log.debug("client left during the welcome", extra={"conn": self.conn_id})
         except RedisError as failure:
             log.warning("Redis failed during the welcome", extra={"error": str(failure)})
-            await self._close_quietly(CLOSE_TRY_AGAIN, "temporarily unavailable; reconnect")
+            await self._close_quietly(Close.TRY_AGAIN, "temporarily unavailable; reconnect")
         finally:
-            self._hub.detach(self)
-            self._state.metrics.connections.dec()
+            hub.detach(self)
+            context.metrics.connections.dec()
             await self._leave()
-            log.info("socket left", extra={"conn": self.conn_id, "room": self.code})
+            log.info("socket left", extra={"conn": self.conn_id, "room": self.code, "explicit": self._explicit_leave})
 
-    async def _welcome(self, room: LocalRoom, joined: store.Joined) -> None:
-        history = await store.history(self._state.redis, self.code, self.since, self._settings.history_on_join)
+    async def _welcome(self, room: LocalRoom, joined: Joined) -> None:
+        context = self._context
+        history = await timeline.history(context.redis, self.code, self.since, context.settings.history_on_join)
         if history.last_id is not None:
             self.last_id = history.last_id
             room.seen(history.last_id)
@@ -218,7 +233,7 @@ class ClientConnection:
             pass
         except* RedisError as failure:
             log.warning("Redis failed during a socket; closing it", extra={"error": str(failure.exceptions[0])})
-            await self._close_quietly(CLOSE_TRY_AGAIN, "temporarily unavailable; reconnect with since")
+            await self._close_quietly(Close.TRY_AGAIN, "temporarily unavailable; reconnect with since")
 
     async def _close_quietly(self, code: int, reason: str) -> None:
         try:
@@ -251,51 +266,74 @@ class ClientConnection:
                     if event_id is not None:
                         self.last_id = event_id
                     self._sending = True
-                    await send(frame)
-                    self._sending = False
+                    try:
+                        await send(frame)
+                    finally:
+                        self._sending = False
                 if queue.empty():
                     break
                 item = queue.get_nowait()
 
     async def _receive_loop(self) -> None:
+        receive = self.websocket.receive
+        read = 0
         while True:
-            message = await self.websocket.receive()
+            message = await receive()
+            read += 1
+            if read % FRAMES_PER_TURN == 0:
+                # Frames already buffered are read without waiting: let the other sockets have their turn.
+                await asyncio.sleep(0)
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             text = message.get("text")
             if text is None:
-                raise CloseSocket(CLOSE_UNSUPPORTED, "binary frames are not supported")
-            parsed = parse_client_frame(text)
-            if isinstance(parsed, ChatMessage) and not self._bucket.allow():
-                parsed = FrameError("rate_limited", "Too many messages; slow down.", parsed.ref)
-            if isinstance(parsed, FrameError):
-                self._reply(parsed.frame())
-                continue
-            await self._send_message(parsed)
+                raise CloseSocket(Close.UNSUPPORTED, "binary frames are not supported")
+            if not self._frames.allow():
+                raise CloseSocket(Close.POLICY, "too many frames; slow down")
+            await self._handle(parse_client_frame(text))
+
+    async def _handle(self, frame: object) -> None:
+        if isinstance(frame, ChatMessage):
+            if self._bucket.allow():
+                await self._send_message(frame)
+            else:
+                self._reply(FrameError(ErrorCode.RATE_LIMITED, "Too many messages; slow down.", frame.ref).frame())
+        elif isinstance(frame, Ping):
+            self._reply(PONG_FRAME)
+        elif isinstance(frame, Typing):
+            if self._typing.allow():
+                await self._send_typing()
+        elif isinstance(frame, Leave):
+            self._explicit_leave = True
+            raise CloseSocket(Close.LEFT, "left the room")
+        elif isinstance(frame, FrameError):
+            self._reply(frame.frame())
 
     async def _send_message(self, message: ChatMessage) -> None:
         body = orjson.dumps(
             {"type": "message", "username": self.principal.username, "text": message.text, "ts": utc_now_iso()}
         )
-        event_id = await self._state.appender.append(self.code, body)
-        if event_id is None:
-            raise CloseSocket(CLOSE_ROOM_GONE, "the room has closed")
         if message.ref is not None:
-            self._reply(orjson.dumps({"type": "ack", "ref": message.ref, "id": event_id}).decode())
+            dedupe = f"{self.principal.user_id} {message.ref}"
+        else:
+            self._sent += 1
+            dedupe = f"{self.principal.user_id} ~{self.conn_id}:{self._sent}"
+        appended = await self._context.appender.append(self.code, body, dedupe)
+        if appended is None:
+            raise CloseSocket(Close.ROOM_GONE, "the room has closed")
+        if message.ref is not None:
+            self._reply(orjson.dumps({"type": "ack", "ref": message.ref, "id": appended.event_id}).decode())
+
+    async def _send_typing(self) -> None:
+        frame = orjson.dumps({"type": "typing", "username": self.principal.username}).decode()
+        if not await self._context.scripts.publish_ephemeral(keys=[room_key(self.code)], args=[frame]):
+            raise CloseSocket(Close.ROOM_GONE, "the room has closed")
 
     async def _leave(self) -> None:
-        linger_ms = int(self._settings.drain_linger_seconds * 1000) if self._state.draining else 0
+        presence = self._context.presence
         try:
-            await store.leave(
-                self._state.scripts,
-                self._settings.gateway_id,
-                self.code,
-                self.conn_id,
-                utc_now_iso(),
-                self._settings.room_history_max,
-                linger_ms,
-            )
+            await presence.leave(self.code, self.conn_id, self._explicit_leave)
         except RedisError as exc:
             # Not lost: the heartbeat loop records it once Redis answers again.
             log.warning("leave not recorded yet; retried", extra={"conn": self.conn_id, "error": str(exc)})
-            self._state.unrecorded_leaves.append((self.code, self.conn_id))
+            presence.unrecorded.append((self.code, self.conn_id, self._explicit_leave))

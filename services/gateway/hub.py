@@ -3,7 +3,10 @@
 Each event arrives once per gateway, already encoded as its final frame, and
 is handed to every local socket of the room as is. The hub re-establishes a
 dropped or deaf subscription itself and recovers what it missed from the
-room's stream, so no event is lost to a Redis hiccup.
+room's stream, so no event is lost to a Redis hiccup. The client library
+must never re-subscribe behind its back: its pub/sub client does not retry,
+and a reconnect it makes anyway (it does so on the next read) is caught by a
+connect callback and treated as a lost subscription, gap recovery included.
 """
 
 import asyncio
@@ -12,19 +15,23 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
 from services.common.redis_schema import (
     REVOCATIONS_CHANNEL,
     ROOM_PREFIX,
+    frame_event_id,
     parse_event_id,
     room_key,
 )
-from services.gateway import store
+from services.gateway import timeline
+from services.gateway.closes import Close
 from services.gateway.protocol import encode_text_frame
-from services.gateway.store import EventId
+from services.gateway.timeline import EventId
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +45,17 @@ class Subscriber(Protocol):
 
     code: str
     session_id: str
+    username: str
 
     def deliver(self, event_id: EventId, frame: str, wire: bytes) -> None: ...
+
+    def deliver_ephemeral(self, wire: bytes) -> None: ...
 
     def close(self, code: int, reason: str) -> None: ...
 
 
 class DeafSubscription(Exception):
-    """The pub/sub connection stopped answering pings."""
+    """The pub/sub connection stopped answering pings, or was re-established behind the hub's back."""
 
 
 class LocalRoom:
@@ -72,14 +82,17 @@ class LocalRoom:
             socket.deliver(event_id, frame, wire)
         return len(self.sockets)
 
+    def dispatch_ephemeral(self, frame: str) -> None:
+        """Hand a frame that is not stored (typing) to every local socket but its author's."""
+        author = orjson.loads(frame).get("username")
+        wire = encode_text_frame(frame)
+        for socket in self.sockets:
+            if socket.username != author:
+                socket.deliver_ephemeral(wire)
+
     def seen(self, event_id: EventId | None) -> None:
         if event_id is not None and (self.last_id is None or event_id > self.last_id):
             self.last_id = event_id
-
-
-def frame_event_id(frame: str) -> EventId:
-    """The id of an event frame, which the scripts always put first: ``{"id":"...",``."""
-    return parse_event_id(frame[7 : frame.index('"', 7)])
 
 
 class Hub:
@@ -97,6 +110,10 @@ class Hub:
         self._on_fanout = on_fanout
         self._on_reconnect = on_reconnect
         self._pubsub: PubSub | None = None
+        # The pub/sub connection being watched for a reconnect the hub did not make, and whether one happened.
+        self._watched: Connection | None = None
+        self._reset_behind_our_back = False
+        self._unsubscribes: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._backoff = MIN_BACKOFF_SECONDS
         self._stopping = False
@@ -151,7 +168,9 @@ class Hub:
             if not room.subscribed.done():
                 room.subscribed.cancel()
             if self.connected.is_set() and self._pubsub is not None:
-                asyncio.create_task(self._unsubscribe(room.channel))
+                task = asyncio.create_task(self._unsubscribe(room.channel))
+                self._unsubscribes.add(task)
+                task.add_done_callback(self._unsubscribes.discard)
 
     def close_all(self, code: int, reason: str) -> None:
         for room in list(self.rooms.values()):
@@ -177,11 +196,28 @@ class Hub:
                 log.exception("pub/sub reader failed; reconnecting")
             self.connected.clear()
             self._on_reconnect()
+            self._unwatch()
             if self._pubsub is not None:
                 await self._pubsub.aclose()
                 self._pubsub = None
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def _watch(self, pubsub: PubSub) -> None:
+        self._reset_behind_our_back = False
+        self._watched = pubsub.connection
+        if self._watched is not None:
+            self._watched.register_connect_callback(self._connection_reset)
+
+    def _unwatch(self) -> None:
+        if self._watched is not None:
+            self._watched.deregister_connect_callback(self._connection_reset)
+            self._watched = None
+
+    def _connection_reset(self, connection: Connection) -> None:
+        """The client library reconnected (and re-subscribed) on its own: events published meanwhile are lost."""
+        if connection is self._watched:
+            self._reset_behind_our_back = True
 
     async def _connect_and_listen(self) -> None:
         pubsub = self._pubsub = self._pubsub_redis.pubsub()
@@ -189,7 +225,7 @@ class Hub:
         # Subscribed everywhere: now what was missed meanwhile can be read without a gap.
         for room in list(self.rooms.values()):
             if room.last_id is not None:
-                for event_id, frame in await store.events_after(self._redis, room.code, room.last_id):
+                for event_id, frame in await timeline.events_after(self._redis, room.code, room.last_id):
                     self._on_fanout(room.dispatch(event_id, frame))
             if not room.subscribed.done():
                 room.subscribed.set_result(None)
@@ -206,6 +242,8 @@ class Hub:
         pending = {REVOCATIONS_CHANNEL, *(room.channel for room in self.rooms.values())}
         while pending:
             await pubsub.subscribe(*pending)
+            if self._watched is None:
+                self._watch(pubsub)
             deadline = time.monotonic() + self._health_seconds * 2
             while pending:
                 message = await pubsub.get_message(timeout=self._health_seconds)
@@ -224,6 +262,8 @@ class Hub:
         last_heard = last_ping = time.monotonic()
         while True:
             message = await pubsub.get_message(timeout=self._health_seconds)
+            if self._reset_behind_our_back:
+                raise DeafSubscription("the connection was re-established behind the hub's back")
             now = time.monotonic()
             if message is not None:
                 last_heard = now
@@ -239,18 +279,22 @@ class Hub:
         if kind == "message":
             if channel == REVOCATIONS_CHANNEL:
                 for socket in list(self.sessions.get(message["data"], ())):
-                    socket.close(4001, "session ended")
+                    socket.close(Close.SESSION_ENDED, "session ended")
                 return
             room = self.rooms.get(channel[len(ROOM_PREFIX) :])
             if room is not None:
-                data = message["data"]
-                try:
-                    event_id = frame_event_id(data)
-                except ValueError:
-                    log.warning("ignored a message that is not a Sala event", extra={"channel": channel})
-                    return
-                self._on_fanout(room.dispatch(event_id, data))
+                self._dispatch(room, message["data"])
         elif kind == "subscribe":
             room = self.rooms.get(channel[len(ROOM_PREFIX) :])
             if room is not None and not room.subscribed.done():
                 room.subscribed.set_result(None)
+
+    def _dispatch(self, room: LocalRoom, data: str) -> None:
+        try:
+            raw_id = frame_event_id(data)
+            if raw_id is None:
+                room.dispatch_ephemeral(data)
+            else:
+                self._on_fanout(room.dispatch(parse_event_id(raw_id), data))
+        except (ValueError, AttributeError):
+            log.warning("ignored a message that is not a Sala frame", extra={"room": room.code})

@@ -18,11 +18,17 @@ class GatewaySettings(ServiceSettings):
     jwt_verify_keys_file: Path
     gateway_id: str = Field(default_factory=_default_gateway_id, pattern=r"^[A-Za-z0-9_.\-]{1,128}$")
     heartbeat_seconds: float = 2.0
-    # A drained gateway's users are kept present this long, so a reconnect elsewhere is no leave and join.
-    drain_linger_seconds: float = 5.0
     message_rate_per_second: float = 10.0
     message_burst: int = 20
+    # Every frame a client sends (messages, pings, typing, invalid ones) spends from this budget;
+    # a socket that keeps sending past it is closed with 1008.
+    frame_rate_per_second: float = 30.0
+    frame_burst: int = 60
     history_on_join: int = 50
+    # How many recent messages per room remember their sender's ``ref``, so a re-sent message is stored once.
+    dedupe_window: int = Field(default=1000, ge=1)
+    # The most typing notices one socket may send per second; more are dropped.
+    typing_rate_per_second: float = 0.5
     # A socket whose unsent backlog passes this is closed (1013) and resumes with ``since``.
     send_queue_max: int = 2000
     ws_ping_interval_seconds: float = 20.0

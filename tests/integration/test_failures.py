@@ -12,6 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from services.common.redis_schema import parse_event_id
+from tests.conftest import TEST_SETTINGS
 
 pytestmark = pytest.mark.failure
 
@@ -31,7 +32,9 @@ async def room_status(api, user, code) -> int:
     return (await api.get(f"/api/rooms/{code}", headers=user.bearer)).status_code
 
 
-async def test_killed_replica_is_detected_and_its_users_leave(api, replicas, new_user, new_room, open_socket):
+async def test_killed_replica_is_detected_and_its_users_leave_after_the_grace(
+    api, replicas, new_user, new_room, open_socket
+):
     alice, bob, carol = await new_user(), await new_user(), await new_user()
     shared = await new_room(alice, "shared")
     doomed = await new_room(carol, "doomed")
@@ -49,8 +52,9 @@ async def test_killed_replica_is_detected_and_its_users_leave(api, replicas, new
     replicas.stop_child("gateway1", signal.SIGKILL)
     leave = await a.recv_type("leave", timeout=30)
     detected_after = time.monotonic() - killed_at
-    assert leave["username"] == bob.username
-    assert sorted(leave["members"]) == sorted([alice.username, carol.username])
+    assert leave["username"] == bob.username and leave["count"] == 2
+    # Presumed dead after the presence timeout, then the leave grace: bob could have come back meanwhile.
+    assert detected_after >= float(TEST_SETTINGS["SALA_LEAVE_GRACE_SECONDS"])
 
     room = (await api.get(f"/api/rooms/{shared}", headers=alice.bearer)).json()
     assert room["occupancy"] == 2 and room["members"] == sorted([alice.username, carol.username])
@@ -60,7 +64,7 @@ async def test_killed_replica_is_detected_and_its_users_leave(api, replicas, new
     # No leave for carol, who still has a tab on the living replica.
     await carol_tab_0.send({"type": "message", "text": "still here", "ref": "x"})
     assert (await a.recv_type("message"))["text"] == "still here"
-    print(f"killed replica detected after {detected_after:.1f} s")
+    print(f"killed replica's users left after {detected_after:.1f} s")
 
 
 async def test_drained_replica_clients_resume_elsewhere_without_leave_or_join(replicas, pair, open_socket):
@@ -87,7 +91,7 @@ async def test_drained_replica_clients_resume_elsewhere_without_leave_or_join(re
     assert await stopper == -signal.SIGTERM, "the drained replica exits by itself"
     assert time.monotonic() - stopped_at < 10
 
-    # Past the linger window: still no leave (and no join) for bob, seen by alice.
+    # Past the leave grace: still no leave (and no join) for bob, seen by alice.
     await asyncio.sleep(4)
     await back.send({"type": "message", "text": "after", "ref": "after"})
     seen = []

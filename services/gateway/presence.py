@@ -1,0 +1,75 @@
+"""This gateway's side of presence: registering sockets, their leaves, its heartbeat and retirement.
+
+A socket that goes away without an explicit leave starts its user's leave
+grace (``SALA_LEAVE_GRACE_SECONDS``); an explicit leave (the ``leave`` frame,
+a logout) takes effect at once. A leave that Redis could not take is queued
+and recorded by the heartbeat once Redis answers again, so none is lost.
+"""
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+
+from services.common.clock import utc_now_iso
+from services.common.redis_schema import GATEWAYS, LINGERING, Scripts, gateway_conns_key, room_key
+from services.common.tokens import Principal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    event_id: str
+    members: list[str]
+    name: str | None
+
+
+class Presence:
+    def __init__(
+        self, redis: Redis, scripts: Scripts, gateway_id: str, leave_grace_seconds: float, history_max: int
+    ) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self.gateway_id = gateway_id
+        self._grace_ms = int(leave_grace_seconds * 1000)
+        self._history_max = history_max
+        self._conns_key = gateway_conns_key(gateway_id)
+        # (code, conn id, explicit) of leaves Redis could not take yet, oldest first.
+        self.unrecorded: deque[tuple[str, str, bool]] = deque()
+
+    async def join(self, code: str, conn_id: str, principal: Principal) -> Joined | None:
+        """Register a socket; None if the room is not live."""
+        result = await self._scripts.join(
+            keys=[room_key(code), self._conns_key, LINGERING],
+            args=[code, conn_id, principal.user_id, principal.username, utc_now_iso(), self._history_max],
+        )
+        if result is None:
+            return None
+        event_id, members, name = result
+        return Joined(event_id=event_id, members=orjson.loads(members), name=name or None)
+
+    async def leave(self, code: str, conn_id: str, explicit: bool) -> str:
+        """Unregister a socket: its user leaves now if ``explicit``, else after the grace if it was their last."""
+        return await self._scripts.leave(
+            keys=[room_key(code), self._conns_key, LINGERING],
+            args=[code, conn_id, utc_now_iso(), self._history_max, 0 if explicit else self._grace_ms],
+        )
+
+    async def record_unrecorded(self) -> None:
+        """Record the queued leaves, oldest first; stops at the first Redis error (raised)."""
+        while self.unrecorded:
+            code, conn_id, explicit = self.unrecorded[0]
+            await self.leave(code, conn_id, explicit)
+            self.unrecorded.popleft()
+
+    async def heartbeat(self) -> bool:
+        """Record that the gateway is alive; True if it had been forgotten (reaped, or Redis lost its data)."""
+        return bool(await self._scripts.heartbeat(keys=[GATEWAYS], args=[self.gateway_id]))
+
+    async def retire(self) -> None:
+        """Forget a gateway that shut down cleanly (its sockets' leaves are recorded already)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.zrem(GATEWAYS, self.gateway_id).delete(self._conns_key).execute()
