@@ -172,3 +172,29 @@ async def test_a_foreign_publish_on_a_room_channel_is_ignored(new_user, new_room
     await socket.send({"type": "message", "text": "still delivered", "ref": "r"})
     frames = {frame["type"]: frame for frame in [await socket.recv(), await socket.recv()]}
     assert frames["message"]["id"] == frames["ack"]["id"] and frames["message"]["text"] == "still delivered"
+
+
+async def test_pubsub_connections_cut_while_messages_flow_lose_nothing(pair, redis_client):
+    """The client library must not re-subscribe behind the hub's back: events published meanwhile would be lost."""
+    a, b = pair.a, pair.b
+    await a.recv_type("join")
+    acked: list[str] = []
+
+    async def flood() -> None:
+        for n in range(100):
+            acked.append(await a.say(f"flowing {n}"))
+
+    async def cut() -> None:
+        for _ in range(6):
+            await asyncio.sleep(0.25)
+            await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+
+    received: list[str] = []
+
+    async def read() -> None:
+        async with asyncio.timeout(60):
+            while len(received) < 100:
+                received.append((await b.recv_type("message"))["id"])
+
+    await asyncio.gather(flood(), cut(), read())
+    assert received == acked
