@@ -12,10 +12,10 @@ from redis.exceptions import RedisError
 
 from services.auth.metrics import AuthMetrics
 from services.auth.migrate import apply_migrations
-from services.auth.passwords import CommonPasswords, PasswordHasher
+from services.auth.passwords import CommonPasswords, PasswordHasher, return_freed_hash_memory
 from services.auth.routes import router
 from services.auth.settings import AuthSettings
-from services.auth.store import recently_revoked_sessions
+from services.auth.store import purge_sessions, recently_revoked_sessions
 from services.common.background import Duties
 from services.common.http import create_api, install_common
 from services.common.redis_client import create_redis, redis_ready
@@ -52,6 +52,21 @@ async def keep_revocations_loaded(app: FastAPI, duties: Duties) -> None:
             return
 
 
+async def purge_expired_sessions(app: FastAPI, duties: Duties) -> None:
+    """Every so often, delete sessions and refresh tokens that can no longer be used, so the tables stay bounded."""
+    settings = app.state.settings
+    while await duties.pause(settings.session_purge_interval_seconds):
+        try:
+            sessions, tokens = await purge_sessions(
+                app.state.pool, settings.access_token_ttl_seconds, settings.used_refresh_token_keep_seconds
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("could not purge sessions", extra={"error": str(exc)})
+            continue
+        if sessions or tokens:
+            log.info("purged sessions", extra={"sessions": sessions, "refresh_tokens": tokens})
+
+
 def create_app(settings: AuthSettings) -> FastAPI:
     signing_key = load_private_key(settings.jwt_signing_key_file)
     verify_keys = (
@@ -64,14 +79,24 @@ def create_app(settings: AuthSettings) -> FastAPI:
             settings.database_url, min_size=1, max_size=settings.database_pool_max
         )
         app.state.redis = create_redis(settings.redis_url)
+        return_freed_hash_memory()
+        app.state.hasher = PasswordHasher(
+            settings.argon2_memory_kib,
+            settings.argon2_time_cost,
+            settings.argon2_parallelism,
+            settings.password_hash_concurrency,
+            settings.password_hash_wait_seconds,
+        )
         try:
             await apply_migrations(app.state.pool)
             app.state.scripts = Scripts.register(app.state.redis)
             duties = Duties()
             duties.start("revocations", partial(keep_revocations_loaded, app))
+            duties.start("session-purge", partial(purge_expired_sessions, app))
             yield
             await duties.stop()
         finally:
+            app.state.hasher.close()
             await app.state.redis.aclose()
             await asyncio.wait_for(app.state.pool.close(), timeout=5)
 
@@ -82,9 +107,6 @@ def create_app(settings: AuthSettings) -> FastAPI:
     )
     app.state.verifier = TokenVerifier(verify_keys, settings.jwt_issuer, settings.jwt_audience)
     app.state.common_passwords = CommonPasswords()
-    app.state.hasher = PasswordHasher(
-        settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
-    )
 
     async def readiness(request: Request) -> dict[str, bool]:
         try:

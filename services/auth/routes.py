@@ -24,6 +24,7 @@ from services.auth.deps import (
     SettingsDep,
     SignerDep,
 )
+from services.auth.passwords import HasherBusy, password_problem
 from services.auth.schemas import (
     LoginRequest,
     LoginResponse,
@@ -34,7 +35,8 @@ from services.auth.schemas import (
 from services.auth.settings import AuthSettings
 from services.common import ratelimit
 from services.common.http import error_responses
-from services.common.ratelimit import Limit
+from services.common.ratelimit import Budget, Limit
+from services.common.redis_schema import ratelimit_key
 from services.common.sessions import origin_allowed, publish_revocations
 from services.common.tokens import TokenSigner
 
@@ -42,6 +44,9 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 INVALID_LOGIN = "Invalid email or password."
 SESSION_ERRORS = error_responses(401, 403, 503)
+NO_STORE = {"Cache-Control": "no-store"}
+# Seconds a caller turned away by busy password hashing is asked to wait.
+BUSY_RETRY_AFTER = 1
 
 
 def _client_address(request: Request) -> str:
@@ -54,6 +59,22 @@ def _too_many(retry_after: int, what: str) -> HTTPException:
         status.HTTP_429_TOO_MANY_REQUESTS,
         detail=f"Too many {what}; try again in {retry_after} seconds.",
         headers={"Retry-After": str(retry_after)},
+    )
+
+
+def _busy() -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail=f"The server is busy checking other passwords; try again in {BUSY_RETRY_AFTER} second.",
+        headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+    )
+
+
+def _weak_password(kind: str, message: str) -> HTTPException:
+    """A refused password as invalid input, in FastAPI's validation format like every other 422."""
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        detail=[{"type": kind, "loc": ["body", "password"], "msg": message}],
     )
 
 
@@ -83,7 +104,7 @@ def _session_response(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=RegisteredUser,
-    responses=error_responses(409, 413, 429),
+    responses=error_responses(409, 413, 429, 503),
 )
 async def register(
     body: RegisterRequest,
@@ -100,17 +121,14 @@ async def register(
     if not verdict.allowed:
         raise _too_many(verdict.retry_after, "registrations")
     if body.password in common_passwords:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[
-                {
-                    "type": "common_password",
-                    "loc": ["body", "password"],
-                    "msg": "This password is one of the most common ones; choose another.",
-                }
-            ],
-        )
-    password_hash = await hasher.hash(body.password)
+        raise _weak_password("common_password", "This password is one of the most common ones; choose another.")
+    problem = password_problem(body.password, body.username, body.email)
+    if problem:
+        raise _weak_password("guessable_password", problem)
+    try:
+        password_hash = await hasher.hash(body.password)
+    except HasherBusy:
+        raise _busy() from None
     try:
         user = await store.create_user(pool, body.email, body.username, password_hash)
     except store.EmailTaken:
@@ -121,7 +139,33 @@ async def register(
     return RegisteredUser(id=user.id, email=user.email, username=user.username, created_at=user.created_at)
 
 
-@router.post("/login", response_model=LoginResponse, responses=error_responses(401, 413, 429))
+def _login_budgets(settings: AuthSettings, account: str, address: str, known_address: bool) -> list[Budget]:
+    """What a login attempt spends before its password is checked.
+
+    Failures are throttled tightly per (account, address), so a stranger
+    spends only their own budget; per account, whatever the address, only a
+    higher ceiling over a longer window, which an address the account logged
+    in from before does not count against, so its owner is never locked out.
+    """
+    budgets = [
+        Budget(
+            "login-pair",
+            f"{address}|{account}",
+            Limit(settings.login_failures_per_account_address, settings.rate_limit_window_seconds),
+        )
+    ]
+    if not known_address:
+        budgets.append(
+            Budget(
+                "login-account",
+                account,
+                Limit(settings.login_failures_per_account, settings.login_account_window_seconds),
+            )
+        )
+    return budgets
+
+
+@router.post("/login", response_model=LoginResponse, responses=error_responses(401, 413, 429, 503))
 async def login(
     body: LoginRequest,
     request: Request,
@@ -134,26 +178,36 @@ async def login(
     hasher: HasherDep,
     metrics: MetricsDep,
 ) -> LoginResponse:
-    window = settings.rate_limit_window_seconds
+    address = _client_address(request)
     account = body.email.strip().lower()
     per_address = await ratelimit.hit(
-        scripts, "login-address", _client_address(request), Limit(settings.login_attempts_per_address, window)
+        scripts,
+        "login-address",
+        address,
+        Limit(settings.login_attempts_per_address, settings.rate_limit_window_seconds),
     )
     if not per_address.allowed:
         metrics.logins.labels("rate_limited").inc()
         raise _too_many(per_address.retry_after, "login attempts")
-    account_limit = Limit(settings.login_failures_per_account, window)
-    per_account = await ratelimit.exhausted(redis, "login-account", account, account_limit)
-    if not per_account.allowed:
+    known_key = ratelimit_key("login-known", f"{address}|{account}")
+    budgets = _login_budgets(settings, account, address, bool(await redis.exists(known_key)))
+    reserved = await ratelimit.reserve(scripts, budgets)
+    if not reserved.allowed:
         metrics.logins.labels("rate_limited").inc()
-        raise _too_many(per_account.retry_after, "failed logins for this account")
+        raise _too_many(reserved.retry_after, "failed logins for this account")
 
     user = await store.user_by_email(pool, account)
-    ok, new_hash = await hasher.verify(body.password, user.password_hash if user else None)
+    try:
+        ok, new_hash = await hasher.verify(body.password, user.password_hash if user else None)
+    except HasherBusy:
+        await ratelimit.refund(scripts, budgets)
+        metrics.logins.labels("busy").inc()
+        raise _busy() from None
     if user is None or not ok:
-        await ratelimit.hit(scripts, "login-account", account, account_limit)
         metrics.logins.labels("invalid").inc()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=INVALID_LOGIN)
+    await ratelimit.refund(scripts, budgets)
+    await redis.set(known_key, 1, ex=settings.login_known_address_seconds)
     if new_hash:
         await store.update_password_hash(pool, user.id, new_hash)
 
@@ -161,19 +215,21 @@ async def login(
     refresh_token = secrets.token_urlsafe(32)
     await store.add_refresh_token(pool, session.id, _hash_refresh_token(refresh_token))
     metrics.logins.labels("success").inc()
+    response.headers.update(NO_STORE)
     return _session_response(request, response, settings, signer, user, str(session.id), refresh_token)
 
 
 @router.post(
     "/refresh",
     response_model=LoginResponse,
-    responses=error_responses(401, 403),
+    responses=error_responses(401, 403, 429),
 )
 async def refresh(
     request: Request,
     response: Response,
     pool: PoolDep,
     redis: RedisDep,
+    scripts: ScriptsDep,
     settings: SettingsDep,
     signer: SignerDep,
     metrics: MetricsDep,
@@ -184,10 +240,20 @@ async def refresh(
     presented = request.cookies.get(REFRESH_COOKIE)
     if not presented:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="No session to refresh: log in.")
+    presented_hash = _hash_refresh_token(presented)
+    session_id = await store.refresh_token_session(pool, presented_hash)
+    if session_id is None:
+        metrics.refreshes.labels("rejected").inc()
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Session ended: log in again.")
+    limit = Limit(settings.refreshes_per_session, settings.rate_limit_window_seconds)
+    verdict = await ratelimit.hit(scripts, "refresh", str(session_id), limit)
+    if not verdict.allowed:
+        metrics.refreshes.labels("rate_limited").inc()
+        raise _too_many(verdict.retry_after, "refreshes of this session")
     replacement = secrets.token_urlsafe(32)
     try:
         session, user = await store.rotate_refresh_token(
-            pool, _hash_refresh_token(presented), _hash_refresh_token(replacement), settings.refresh_reuse_grace_seconds
+            pool, presented_hash, _hash_refresh_token(replacement), settings.refresh_reuse_grace_seconds
         )
     except store.RefreshReused as reused:
         metrics.refreshes.labels("reused").inc()
@@ -197,6 +263,7 @@ async def refresh(
         metrics.refreshes.labels("rejected").inc()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Session ended: log in again.") from None
     metrics.refreshes.labels("success").inc()
+    response.headers.update(NO_STORE)
     return _session_response(request, response, settings, signer, user, str(session.id), replacement)
 
 
@@ -229,10 +296,12 @@ async def logout_all(
 
 
 @router.get("/me", response_model=UserOut, responses=SESSION_ERRORS)
-async def me(principal: CurrentUser, pool: PoolDep) -> UserOut:
+async def me(principal: CurrentUser, pool: PoolDep, response: Response) -> UserOut:
+    """Who is logged in: personal data, so no cache along the way may keep it."""
+    response.headers.update(NO_STORE)
     user = await store.user_by_id(pool, principal.user_id)
     if user is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="This account no longer exists.")
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="This account no longer exists.", headers=NO_STORE)
     return UserOut(id=user.id, email=user.email, username=user.username)
 
 

@@ -160,3 +160,47 @@ async def revoke_user_sessions(pool: asyncpg.Pool, user_id: UUID) -> list[tuple[
         user_id,
     )
     return [(row["id"], row["expires_at"]) for row in rows]
+
+
+async def refresh_token_session(pool: asyncpg.Pool, token_hash: bytes) -> UUID | None:
+    """The session a refresh token belongs to (used or not), to throttle refreshes per session."""
+    return await pool.fetchval("SELECT session_id FROM refresh_tokens WHERE token_hash = $1", token_hash)
+
+
+# Rows deleted per statement, so that a large backlog never holds locks for long.
+PURGE_BATCH = 1000
+
+
+async def _delete_in_batches(pool: asyncpg.Pool, table: str, key: str, condition: str, *args: object) -> int:
+    deleted = 0
+    while True:
+        status = await pool.execute(
+            f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})",
+            *args,
+        )
+        count = int(status.rsplit(" ", 1)[1])
+        deleted += count
+        if count < PURGE_BATCH:
+            return deleted
+
+
+async def purge_sessions(pool: asyncpg.Pool, token_lifetime_seconds: int, used_token_keep_seconds: int) -> tuple[int, int]:
+    """Delete what can no longer matter; returns (sessions, refresh tokens) deleted.
+
+    A session goes once it expired or was revoked more than an access token's
+    lifetime ago (until then a revoked row is what restores the revocation
+    list after Redis loses it); its refresh tokens go with it. A used refresh
+    token goes once it is older than ``used_token_keep_seconds``: later, its
+    replay is refused without revoking the session.
+    """
+    sessions = await _delete_in_batches(
+        pool,
+        "sessions",
+        "id",
+        "expires_at < now() - make_interval(secs => $1) OR revoked_at < now() - make_interval(secs => $1)",
+        float(token_lifetime_seconds),
+    )
+    tokens = await _delete_in_batches(
+        pool, "refresh_tokens", "token_hash", "used_at < now() - make_interval(secs => $1)", float(used_token_keep_seconds)
+    )
+    return sessions, tokens

@@ -3,8 +3,6 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from services.common.redis_schema import Scripts, ratelimit_key
 
 
@@ -40,16 +38,6 @@ async def hit(scripts: Scripts, scope: str, subject: str, limit: Limit) -> Verdi
     )
     allowed = int(count) <= limit.count
     return Verdict(allowed=allowed, retry_after=0 if allowed else max(1, int(ttl)))
-
-
-async def exhausted(redis: Redis, scope: str, subject: str, limit: Limit) -> Verdict:
-    """Whether ``limit`` is already used up, without counting an attempt."""
-    key = ratelimit_key(scope, subject)
-    async with redis.pipeline(transaction=False) as pipe:
-        count, ttl = await pipe.get(key).ttl(key).execute()
-    if count is not None and int(count) >= limit.count:
-        return Verdict(allowed=False, retry_after=max(1, int(ttl)))
-    return Verdict(allowed=True, retry_after=0)
 
 
 async def reserve(scripts: Scripts, budgets: Sequence[Budget]) -> Verdict:

@@ -1,19 +1,47 @@
 """The rooms API: create a room, look one up by code."""
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 
 from services.common import ratelimit
 from services.common.clock import utc_now_iso
 from services.common.http import error_responses
-from services.common.ratelimit import Limit
+from services.common.ratelimit import Budget, Limit
 from services.common.room_codes import normalize
 from services.rooms import store
 from services.rooms.deps import CurrentUser, RedisDep, ScriptsDep, SettingsDep
 from services.rooms.schemas import CreateRoomRequest, RoomDetail, RoomOut
+from services.rooms.settings import RoomsSettings
 
 router = APIRouter(prefix="/api/rooms", tags=["rooms"])
 
 NO_SUCH_ROOM = "No live room has this code: check it, or the room may have closed."
+
+
+def _too_many(retry_after: int, what: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        detail=f"Too many {what}; try again in {retry_after} seconds.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def _client_address(request: Request) -> str:
+    """The client as the edge reports it (uvicorn trusts forwarded headers only from the edge)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _lookup_budgets(settings: RoomsSettings, user_id: str, address: str) -> tuple[list[Budget], list[Budget]]:
+    """(every lookup's budgets, a miss's budgets): a code is the only key to a room, so guessing is throttled hard."""
+    window = settings.rate_limit_window_seconds
+    lookups = [
+        Budget("room-lookup-user", user_id, Limit(settings.room_lookups_per_user, window)),
+        Budget("room-lookup-address", address, Limit(settings.room_lookups_per_address, window)),
+    ]
+    misses = [
+        Budget("room-miss-user", user_id, Limit(settings.room_lookup_misses_per_user, window)),
+        Budget("room-miss-address", address, Limit(settings.room_lookup_misses_per_address, window)),
+    ]
+    return lookups, misses
 
 
 @router.post(
@@ -25,11 +53,7 @@ async def create_room(
     limit = Limit(settings.rooms_per_user, settings.rate_limit_window_seconds)
     verdict = await ratelimit.hit(scripts, "create-room", user.user_id, limit)
     if not verdict.allowed:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"Too many rooms created; try again in {verdict.retry_after} seconds.",
-            headers={"Retry-After": str(verdict.retry_after)},
-        )
+        raise _too_many(verdict.retry_after, "rooms created")
     name = (body.name if body else None) or None
     created_at = utc_now_iso()
     try:
@@ -41,10 +65,18 @@ async def create_room(
     return RoomOut(code=code, name=name, created_at=created_at, created_by=user.username)
 
 
-@router.get("/{code}", response_model=RoomDetail, responses=error_responses(401, 404, 503))
-async def get_room(code: str, user: CurrentUser, redis: RedisDep) -> RoomDetail:
+@router.get("/{code}", response_model=RoomDetail, responses=error_responses(401, 404, 429, 503))
+async def get_room(
+    code: str, request: Request, user: CurrentUser, redis: RedisDep, scripts: ScriptsDep, settings: SettingsDep
+) -> RoomDetail:
+    """A live room by code. Each lookup counts as a miss until the room is found, so parallel guesses cannot overdraw."""
+    lookups, misses = _lookup_budgets(settings, user.user_id, _client_address(request))
+    verdict = await ratelimit.reserve(scripts, [*lookups, *misses])
+    if not verdict.allowed:
+        raise _too_many(verdict.retry_after, "room lookups")
     canonical = normalize(code)
     room = await store.get_room(redis, canonical) if canonical else None
     if room is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_SUCH_ROOM)
+    await ratelimit.refund(scripts, misses)
     return RoomDetail.model_validate(room)

@@ -73,8 +73,10 @@ async def test_login_sets_an_httponly_cookie_and_me_answers(api):
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("chat_session=")
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax") and "Path=/" in cookie
+    assert response.headers["cache-control"] == "no-store"  # it carries a token
     me = await api.get("/api/auth/me")  # by cookie
     assert me.status_code == 200 and me.json()["username"] == username
+    assert me.headers["cache-control"] == "no-store"  # personal data: no shared cache may keep it
     api.cookies.clear()
     me = await api.get("/api/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200 and me.json()["username"] == username
@@ -132,3 +134,20 @@ async def test_failed_logins_are_rate_limited_with_retry_after(api):
     response = await api.post("/api/auth/login", json={"email": f"{username}@example.com", "password": PASSWORD})
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("username", "email", "password"),
+    [
+        ("charlotte", "c.w@example.com", "charlotte"),
+        ("charlotte", "c.w@example.com", "I am Charlotte!"),
+        ("cw_2024", "Charlotte.W@example.com", "charlotte.w rocks"),
+        ("cw_2025", "dana@example.com", "xxxxxxxxxxxx"),
+    ],
+)
+async def test_guessable_passwords_are_refused_at_registration(api, username, email, password):
+    response = await register(api, email=email, username=username, password=password)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "password"] and "choose another" in error["msg"]
+    assert password not in response.text

@@ -53,6 +53,66 @@ async def test_refresh_rotates_and_a_replayed_token_revokes_the_session(stack, n
         assert (await browser.post("/api/auth/refresh")).status_code == 401
 
 
+async def test_refresh_is_throttled_per_session(stack, new_user):
+    """A session refreshing in a loop is cut off with 429 (each refresh costs a Postgres transaction)."""
+    user = await new_user()
+    async with login(stack, user.email) as browser:
+        statuses = [(await browser.post("/api/auth/refresh")).status_code for _ in range(11)]
+        assert statuses == [200] * 10 + [429]
+        refused = await browser.post("/api/auth/refresh")
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+        assert "refreshes" in refused.json()["detail"]
+        # Another session of the same user is not affected.
+        async with login(stack, user.email) as other:
+            assert (await other.post("/api/auth/refresh")).status_code == 200
+
+
+async def test_expired_sessions_and_old_refresh_tokens_are_purged(stack, new_user):
+    """The periodic purge deletes what can no longer be used, and keeps what can."""
+    user = await new_user()
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        sessions = {
+            kind: await conn.fetchval(
+                f"INSERT INTO sessions (user_id, expires_at, revoked_at) VALUES ($1, {expires}, {revoked}) RETURNING id",
+                user.id,
+            )
+            for kind, expires, revoked in [
+                ("expired", "now() - interval '2 days'", "NULL"),
+                ("revoked long ago", "now() + interval '20 days'", "now() - interval '2 days'"),
+                ("revoked just now", "now() + interval '20 days'", "now()"),
+                ("live", "now() + interval '20 days'", "NULL"),
+            ]
+        }
+        tokens = [
+            (b"old used token", sessions["live"], "now() - interval '30 days'"),
+            (b"recently used token", sessions["live"], "now() - interval '1 hour'"),
+            (b"live token", sessions["live"], "NULL"),
+            (b"token of expired session", sessions["expired"], "NULL"),
+        ]
+        for token_hash, session_id, used_at in tokens:
+            await conn.execute(
+                f"INSERT INTO refresh_tokens (token_hash, session_id, used_at) VALUES ($1, $2, {used_at})",
+                token_hash,
+                session_id,
+            )
+        async with asyncio.timeout(15):
+            while await conn.fetchval(
+                "SELECT (SELECT count(*) FROM sessions WHERE id = $1)"
+                " + (SELECT count(*) FROM refresh_tokens WHERE token_hash = 'old used token')",
+                sessions["expired"],
+            ):
+                await asyncio.sleep(0.2)
+        remaining = {row["id"] for row in await conn.fetch("SELECT id FROM sessions WHERE user_id = $1", user.id)}
+        remaining_tokens = {row["token_hash"] for row in await conn.fetch("SELECT token_hash FROM refresh_tokens")}
+    finally:
+        await conn.close()
+    assert sessions["expired"] not in remaining and sessions["revoked long ago"] not in remaining
+    assert {sessions["live"], sessions["revoked just now"]} <= remaining
+    assert b"old used token" not in remaining_tokens and b"token of expired session" not in remaining_tokens
+    assert {b"recently used token", b"live token"} <= remaining_tokens
+
+
 async def test_refresh_without_a_cookie_is_401(api):
     response = await api.post("/api/auth/refresh")
     assert response.status_code == 401 and response.json()["detail"]
