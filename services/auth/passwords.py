@@ -102,7 +102,9 @@ class HashSlots:
 class PasswordHasher:
     """argon2id hashing and verification, off the event loop and a bounded number at a time (HashSlots)."""
 
-    def __init__(self, memory_kib: int, time_cost: int, parallelism: int, concurrency: int, wait_seconds: float) -> None:
+    def __init__(
+        self, memory_kib: int, time_cost: int, parallelism: int, concurrency: int, wait_seconds: float
+    ) -> None:
         self._context = CryptContext(
             schemes=["argon2"],
             argon2__type="ID",

@@ -49,19 +49,6 @@ NO_STORE = {"Cache-Control": "no-store"}
 BUSY_RETRY_AFTER = 1
 
 
-def _client_address(request: Request) -> str:
-    """The client as the edge reports it (uvicorn trusts forwarded headers only from the edge)."""
-    return request.client.host if request.client else "unknown"
-
-
-def _too_many(retry_after: int, what: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_429_TOO_MANY_REQUESTS,
-        detail=f"Too many {what}; try again in {retry_after} seconds.",
-        headers={"Retry-After": str(retry_after)},
-    )
-
-
 def _busy() -> HTTPException:
     return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -117,9 +104,9 @@ async def register(
     metrics: MetricsDep,
 ) -> RegisteredUser:
     limit = Limit(settings.registrations_per_address, settings.rate_limit_window_seconds)
-    verdict = await ratelimit.hit(scripts, "register", _client_address(request), limit)
+    verdict = await ratelimit.hit(scripts, "register", ratelimit.client_address(request), limit)
     if not verdict.allowed:
-        raise _too_many(verdict.retry_after, "registrations")
+        raise ratelimit.too_many(verdict.retry_after, "registrations")
     if body.password in common_passwords:
         raise _weak_password("common_password", "This password is one of the most common ones; choose another.")
     problem = password_problem(body.password, body.username, body.email)
@@ -178,7 +165,7 @@ async def login(
     hasher: HasherDep,
     metrics: MetricsDep,
 ) -> LoginResponse:
-    address = _client_address(request)
+    address = ratelimit.client_address(request)
     account = body.email.strip().lower()
     per_address = await ratelimit.hit(
         scripts,
@@ -188,13 +175,13 @@ async def login(
     )
     if not per_address.allowed:
         metrics.logins.labels("rate_limited").inc()
-        raise _too_many(per_address.retry_after, "login attempts")
+        raise ratelimit.too_many(per_address.retry_after, "login attempts")
     known_key = ratelimit_key("login-known", f"{address}|{account}")
     budgets = _login_budgets(settings, account, address, bool(await redis.exists(known_key)))
     reserved = await ratelimit.reserve(scripts, budgets)
     if not reserved.allowed:
         metrics.logins.labels("rate_limited").inc()
-        raise _too_many(reserved.retry_after, "failed logins for this account")
+        raise ratelimit.too_many(reserved.retry_after, "failed logins for this account")
 
     user = await store.user_by_email(pool, account)
     try:
@@ -249,7 +236,7 @@ async def refresh(
     verdict = await ratelimit.hit(scripts, "refresh", str(session_id), limit)
     if not verdict.allowed:
         metrics.refreshes.labels("rate_limited").inc()
-        raise _too_many(verdict.retry_after, "refreshes of this session")
+        raise ratelimit.too_many(verdict.retry_after, "refreshes of this session")
     replacement = secrets.token_urlsafe(32)
     try:
         session, user = await store.rotate_refresh_token(

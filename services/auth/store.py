@@ -184,7 +184,9 @@ async def _delete_in_batches(pool: asyncpg.Pool, table: str, key: str, condition
             return deleted
 
 
-async def purge_sessions(pool: asyncpg.Pool, token_lifetime_seconds: int, used_token_keep_seconds: int) -> tuple[int, int]:
+async def purge_sessions(
+    pool: asyncpg.Pool, token_lifetime_seconds: int, used_token_keep_seconds: int
+) -> tuple[int, int]:
     """Delete what can no longer matter; returns (sessions, refresh tokens) deleted.
 
     A session goes once it expired or was revoked more than an access token's
@@ -201,6 +203,10 @@ async def purge_sessions(pool: asyncpg.Pool, token_lifetime_seconds: int, used_t
         float(token_lifetime_seconds),
     )
     tokens = await _delete_in_batches(
-        pool, "refresh_tokens", "token_hash", "used_at < now() - make_interval(secs => $1)", float(used_token_keep_seconds)
+        pool,
+        "refresh_tokens",
+        "token_hash",
+        "used_at < now() - make_interval(secs => $1)",
+        float(used_token_keep_seconds),
     )
     return sessions, tokens

@@ -3,6 +3,9 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fastapi import HTTPException, status
+from starlette.requests import HTTPConnection
+
 from services.common.redis_schema import Scripts, ratelimit_key
 
 
@@ -29,6 +32,20 @@ class Budget:
 class Verdict:
     allowed: bool
     retry_after: int
+
+
+def client_address(connection: HTTPConnection) -> str:
+    """The client as the edge reports it: uvicorn believes X-Forwarded-For only from SALA_TRUSTED_PROXIES."""
+    return connection.client.host if connection.client else "unknown"
+
+
+def too_many(retry_after: int, what: str) -> HTTPException:
+    """The answer over a limit: 429, Retry-After, and a detail that says what and for how long."""
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        detail=f"Too many {what}; try again in {retry_after} seconds.",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 async def hit(scripts: Scripts, scope: str, subject: str, limit: Limit) -> Verdict:

@@ -17,19 +17,6 @@ router = APIRouter(prefix="/api/rooms", tags=["rooms"])
 NO_SUCH_ROOM = "No live room has this code: check it, or the room may have closed."
 
 
-def _too_many(retry_after: int, what: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_429_TOO_MANY_REQUESTS,
-        detail=f"Too many {what}; try again in {retry_after} seconds.",
-        headers={"Retry-After": str(retry_after)},
-    )
-
-
-def _client_address(request: Request) -> str:
-    """The client as the edge reports it (uvicorn trusts forwarded headers only from the edge)."""
-    return request.client.host if request.client else "unknown"
-
-
 def _lookup_budgets(settings: RoomsSettings, user_id: str, address: str) -> tuple[list[Budget], list[Budget]]:
     """(every lookup's budgets, a miss's budgets): a code is the only key to a room, so guessing is throttled hard."""
     window = settings.rate_limit_window_seconds
@@ -53,7 +40,7 @@ async def create_room(
     limit = Limit(settings.rooms_per_user, settings.rate_limit_window_seconds)
     verdict = await ratelimit.hit(scripts, "create-room", user.user_id, limit)
     if not verdict.allowed:
-        raise _too_many(verdict.retry_after, "rooms created")
+        raise ratelimit.too_many(verdict.retry_after, "rooms created")
     name = (body.name if body else None) or None
     created_at = utc_now_iso()
     try:
@@ -70,10 +57,10 @@ async def get_room(
     code: str, request: Request, user: CurrentUser, redis: RedisDep, scripts: ScriptsDep, settings: SettingsDep
 ) -> RoomDetail:
     """A live room by code. Each lookup counts as a miss until the room is found, so parallel guesses cannot overdraw."""
-    lookups, misses = _lookup_budgets(settings, user.user_id, _client_address(request))
+    lookups, misses = _lookup_budgets(settings, user.user_id, ratelimit.client_address(request))
     verdict = await ratelimit.reserve(scripts, [*lookups, *misses])
     if not verdict.allowed:
-        raise _too_many(verdict.retry_after, "room lookups")
+        raise ratelimit.too_many(verdict.retry_after, "room lookups")
     canonical = normalize(code)
     room = await store.get_room(redis, canonical) if canonical else None
     if room is None:
