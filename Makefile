@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 CHECKOV_INSTALLED := .venv-checkov/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: dev test lint install browser unit unit-js integration failure e2e bench fuzz up down clean
+.PHONY: dev test lint install browser unit unit-js integration failure e2e soak bench fuzz up down clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sala needs Python 3.11 or newer")'
@@ -55,6 +55,10 @@ failure: install
 
 e2e: install browser
 	$(PYTEST) tests/e2e
+
+## Ten minutes of rooms chatting through the edge of a stack of its own while faults are injected; a checker judges the history (ARGS="--minutes 2 --json soak.json").
+soak: install
+	$(BIN)/python -m tools.soak $(ARGS)
 
 ## Fan-out, saturation, idle memory and login benchmarks against a baseline (ARGS="--quick" for a short run).
 bench: install

