@@ -25,13 +25,22 @@ from services.common.settings import ServiceSettings
 from services.common.tokens import TokenSigner, load_private_key
 from tools.devstack import ROOT, Ports, Stack, free_port
 
-# Settings that differ from the defaults, and why: the per-socket message
-# limit would cap the saturation ramp below what the gateway can carry, and
-# the per-address login and registration limits would stop the login
-# workload, whose clients all come from 127.0.0.1.
+# Settings that differ from the defaults, and why: the per-socket and
+# per-user message and frame limits would cap the saturation ramp below what
+# the gateway can carry; thousands of sockets come from one address and few
+# users, faster than the per-user connect pace; and the per-address login and
+# registration limits would stop the login workload, whose clients all come
+# from 127.0.0.1.
 BENCH_ENV = {
     "SALA_MESSAGE_RATE_PER_SECOND": "1000",
     "SALA_MESSAGE_BURST": "1000",
+    "SALA_MESSAGE_RATE_PER_USER_PER_SECOND": "1000000",
+    "SALA_MESSAGE_BURST_PER_USER": "1000000",
+    "SALA_FRAME_RATE_PER_SECOND": "2000",
+    "SALA_FRAME_BURST": "2000",
+    "SALA_MAX_SOCKETS_PER_USER": "1000000",
+    "SALA_MAX_SOCKETS_PER_ADDRESS": "1000000",
+    "SALA_CONNECTS_PER_USER_PER_MINUTE": "1000000",
     "SALA_LOGIN_ATTEMPTS_PER_ADDRESS": "1000000",
     "SALA_REGISTRATIONS_PER_ADDRESS": "1000000",
 }

@@ -31,7 +31,6 @@ class AuthSettings(ServiceSettings):
     login_known_address_seconds: int = 30 * 24 * 3600
     login_attempts_per_address: int = 30
     registrations_per_address: int = 20
-    rate_limit_window_seconds: int = 60
 
     @property
     def password_hash_concurrency(self) -> int:

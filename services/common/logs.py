@@ -36,6 +36,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class NoQueryStrings(logging.Filter):
+    """Drop the query string from uvicorn's request lines: a token or room code put there must not be logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and '"WebSocket %s"' in str(record.msg):
+            record.args = tuple(arg.split("?", 1)[0] if isinstance(arg, str) else arg for arg in record.args)
+        return True
+
+
 def configure_logging(service: str, level: str, fmt: str) -> None:
     """Send every logger, uvicorn's included, to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
@@ -50,4 +59,5 @@ def configure_logging(service: str, level: str, fmt: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    logging.getLogger("uvicorn.error").addFilter(NoQueryStrings())
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -7,6 +7,7 @@ from fastapi import HTTPException, status
 from starlette.requests import HTTPConnection
 
 from services.common.redis_schema import Scripts, ratelimit_key
+from services.common.settings import ServiceSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,15 @@ class Budget:
 class Verdict:
     allowed: bool
     retry_after: int
+
+
+def room_miss_budgets(settings: ServiceSettings, user_id: str, address: str) -> list[Budget]:
+    """The budgets a lookup of a code that is not live spends, shared by the rooms API and the chat socket."""
+    window = settings.rate_limit_window_seconds
+    return [
+        Budget("room-miss-user", user_id, Limit(settings.room_lookup_misses_per_user, window)),
+        Budget("room-miss-address", address, Limit(settings.room_lookup_misses_per_address, window)),
+    ]
 
 
 def client_address(connection: HTTPConnection) -> str:

@@ -341,7 +341,6 @@ class Scripts:
     append_message: AsyncScript
     publish_ephemeral: AsyncScript
     reap: AsyncScript
-    heartbeat: AsyncScript
     rate_limit_hit: AsyncScript
     rate_limit_reserve: AsyncScript
     rate_limit_refund: AsyncScript
@@ -355,7 +354,6 @@ class Scripts:
             append_message=redis.register_script(APPEND_MESSAGE),
             publish_ephemeral=redis.register_script(PUBLISH_EPHEMERAL),
             reap=redis.register_script(REAP),
-            heartbeat=redis.register_script(HEARTBEAT),
             rate_limit_hit=redis.register_script(RATE_LIMIT_HIT),
             rate_limit_reserve=redis.register_script(RATE_LIMIT_RESERVE),
             rate_limit_refund=redis.register_script(RATE_LIMIT_REFUND),

@@ -34,17 +34,15 @@ def serve(
 ) -> None:
     settings = load_settings(settings_cls)
     configure_logging(service, settings.log_level, settings.log_format)
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        proxy_headers=True,
-        forwarded_allow_ips=settings.trusted_proxies,
-        log_config=None,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-        **uvicorn_options(settings),
-    )
+    options: dict[str, object] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.trusted_proxies,
+        "log_config": None,
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    options.update(uvicorn_options(settings))
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, **options)
     server_cls(config).run()

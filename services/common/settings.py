@@ -33,6 +33,12 @@ class ServiceSettings(BaseSettings):
     # gateway) stays present this long; coming back within it is no leave and no join.
     leave_grace_seconds: float = Field(default=20.0, gt=0)
     room_history_max: int = 1000
+    # The window of every fixed-window rate limit.
+    rate_limit_window_seconds: int = 60
+    # Lookups of a code that is not live, per user and per client address and window, over the
+    # rooms API and the chat socket together: a code is the only key to a room.
+    room_lookup_misses_per_user: int = 10
+    room_lookup_misses_per_address: int = 30
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -4,7 +4,7 @@ import uvicorn
 
 from services.common.serve import serve
 from services.gateway.app import create_app
-from services.gateway.protocol import LeanWebSocketProtocol
+from services.gateway.protocol import HandshakeDeadlineProtocol, LeanWebSocketProtocol
 from services.gateway.settings import GatewaySettings
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -26,7 +26,8 @@ class DrainingServer(uvicorn.Server):
 
 def websocket_options(settings: GatewaySettings) -> dict[str, object]:
     return {
-        "ws": LeanWebSocketProtocol,
+        "http": HandshakeDeadlineProtocol.configured(settings.handshake_timeout_seconds),
+        "ws": LeanWebSocketProtocol.configured(settings.client_pings_per_second),
         "ws_max_size": MAX_FRAME_BYTES,
         "ws_ping_interval": settings.ws_ping_interval_seconds,
         "ws_ping_timeout": settings.ws_ping_timeout_seconds,

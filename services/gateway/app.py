@@ -19,10 +19,12 @@ from services.common.reaper import ReaperSettings, run_reaper
 from services.common.redis_client import create_redis, redis_ready
 from services.common.redis_schema import Scripts
 from services.common.tokens import TokenVerifier, load_public_keys
+from services.gateway.admission import Admission
 from services.gateway.appender import MessageAppender
 from services.gateway.closes import Close
 from services.gateway.context import GatewayContext
 from services.gateway.hub import Hub
+from services.gateway.liveness import HeartbeatThread
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.presence import Presence
 from services.gateway.routes import SOCKET_PATH, chat_socket
@@ -31,25 +33,27 @@ from services.gateway.settings import GatewaySettings
 log = logging.getLogger(__name__)
 
 
-async def keep_alive(context: GatewayContext, duties: Duties) -> None:
-    """Heartbeat; if this gateway was given up for dead, its sockets reconnect to rebuild presence.
+async def keep_alive(context: GatewayContext, heartbeat: HeartbeatThread, duties: Duties) -> None:
+    """The loop's side of liveness: show the heartbeat thread it makes progress, and act on what it found.
 
-    The reaper gave their users the leave grace, so clients back within it
-    cause no leave and no join, and no room closes under them.
+    If this gateway was given up for dead, its sockets reconnect to rebuild
+    presence. The reaper gave their users the leave grace, so clients back
+    within it cause no leave and no join, and no room closes under them.
     """
-    presence, hub = context.presence, context.hub
-    first = True
+    hub = context.hub
     while True:
-        try:
-            forgotten = await presence.heartbeat()
-            if forgotten and not first and hub.connection_count:
+        heartbeat.loop_alive()
+        if heartbeat.forgotten.is_set():
+            heartbeat.forgotten.clear()
+            if hub.connection_count:
                 log.warning("this gateway was presumed dead; asking clients to reconnect")
                 hub.close_all(Close.SERVICE_RESTART, "presence lost; reconnect")
-            first = False
-            await presence.record_unrecorded()
+        context.admission.prune()
+        try:
+            await context.presence.record_unrecorded()
         except RedisError as exc:
-            log.warning("heartbeat failed", extra={"error": str(exc)})
-        if not await duties.pause(context.settings.heartbeat_seconds):
+            log.warning("leaves still not recorded", extra={"error": str(exc)})
+        if not await duties.pause(min(1.0, context.settings.heartbeat_seconds)):
             return
 
 
@@ -117,19 +121,26 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
             presence=Presence(
                 redis, scripts, settings.gateway_id, settings.leave_grace_seconds, settings.room_history_max
             ),
+            admission=Admission(settings),
         )
+        heartbeat = HeartbeatThread(
+            settings.redis_url, settings.gateway_id, settings.heartbeat_seconds, settings.loop_stall_seconds
+        )
+        metrics.loop_lag.set_function(heartbeat.loop_lag)
         metrics.local_rooms.set_function(lambda: len(hub.rooms))
         metrics.send_queue_depth.set_function(
             lambda: sum(socket.queued for room in hub.rooms.values() for socket in room.sockets)
         )
         await hub.start()
+        heartbeat.start()
         duties = Duties()
-        duties.start("heartbeat", partial(keep_alive, context))
+        duties.start("keep alive", partial(keep_alive, context, heartbeat))
         duties.start("reaper", partial(run_reaper, redis, scripts, ReaperSettings.of(settings)))
         try:
             yield
         finally:
             await duties.stop()
+            await asyncio.to_thread(heartbeat.stop)
             await _bounded("stop the hub", hub.stop())
             with contextlib.suppress(RedisError):
                 await _bounded("record leaves", context.presence.record_unrecorded())

@@ -67,6 +67,7 @@ class ClientConnection:
         "_closing",
         "_explicit_leave",
         "_bucket",
+        "_user_messages",
         "_frames",
         "_typing",
         "_sent",
@@ -77,7 +78,13 @@ class ClientConnection:
     )
 
     def __init__(
-        self, websocket: WebSocket, principal: Principal, code: str, since: EventId | None, context: GatewayContext
+        self,
+        websocket: WebSocket,
+        principal: Principal,
+        code: str,
+        since: EventId | None,
+        context: GatewayContext,
+        user_messages: TokenBucket,
     ) -> None:
         settings = context.settings
         self.websocket = websocket
@@ -94,6 +101,8 @@ class ClientConnection:
         # The user asked to leave (the leave frame, a logout): no leave grace.
         self._explicit_leave = False
         self._bucket = TokenBucket(settings.message_rate_per_second, settings.message_burst)
+        # Shared by all the user's sockets on this replica.
+        self._user_messages = user_messages
         self._frames = TokenBucket(settings.frame_rate_per_second, settings.frame_burst)
         self._typing = TokenBucket(settings.typing_rate_per_second, 1)
         # Messages sent without a ref get one of the gateway's, so a retried append is still stored once.
@@ -163,7 +172,8 @@ class ClientConnection:
 
     # The socket's life.
 
-    async def run(self) -> None:
+    async def run(self) -> bool:
+        """Serve the socket until it ends; False if its room was not live."""
         context = self._context
         hub = context.hub
         try:
@@ -172,21 +182,21 @@ class ClientConnection:
         except TimeoutError:
             hub.detach(self)
             await self._close_quietly(Close.TRY_AGAIN, "the bus is unavailable; reconnect")
-            return
+            return True
         try:
             joined = await context.presence.join(self.code, self.conn_id, self.principal)
         except RedisError as failure:
             log.warning("Redis failed during a join", extra={"error": str(failure)})
             hub.detach(self)
             await self._close_quietly(Close.TRY_AGAIN, "temporarily unavailable; reconnect")
-            return
+            return True
         except asyncio.CancelledError:
             hub.detach(self)
             raise
         if joined is None:
             hub.detach(self)
             await self._close_quietly(Close.ROOM_GONE, "no live room with this code")
-            return
+            return False
         context.metrics.connections.inc()
         log.info("socket joined", extra={"conn": self.conn_id, "room": self.code, "user": self.principal.user_id})
         try:
@@ -203,6 +213,7 @@ class ClientConnection:
             context.metrics.connections.dec()
             await self._leave()
             log.info("socket left", extra={"conn": self.conn_id, "room": self.code, "explicit": self._explicit_leave})
+        return True
 
     async def _welcome(self, room: LocalRoom, joined: Joined) -> None:
         context = self._context
@@ -294,7 +305,7 @@ class ClientConnection:
 
     async def _handle(self, frame: object) -> None:
         if isinstance(frame, ChatMessage):
-            if self._bucket.allow():
+            if self._bucket.allow() and self._user_messages.allow():
                 await self._send_message(frame)
             else:
                 self._reply(FrameError(ErrorCode.RATE_LIMITED, "Too many messages; slow down.", frame.ref).frame())
@@ -313,6 +324,12 @@ class ClientConnection:
         body = orjson.dumps(
             {"type": "message", "username": self.principal.username, "text": message.text, "ts": utc_now_iso()}
         )
+        if len(body) > self._context.settings.max_event_bytes:
+            self._reply(
+                FrameError(ErrorCode.TOO_LONG, "This message takes too many bytes once stored; shorten it.", message.ref)
+                .frame()
+            )
+            return
         if message.ref is not None:
             dedupe = f"{self.principal.user_id} {message.ref}"
         else:

@@ -6,6 +6,7 @@ from redis.asyncio import Redis
 
 from services.common.redis_schema import Scripts
 from services.common.tokens import TokenVerifier
+from services.gateway.admission import Admission
 from services.gateway.appender import MessageAppender
 from services.gateway.hub import Hub
 from services.gateway.metrics import GatewayMetrics
@@ -23,5 +24,6 @@ class GatewayContext:
     appender: MessageAppender
     hub: Hub
     presence: Presence
+    admission: Admission
     # Set on SIGTERM: new sockets are refused, closed ones start their users' leave grace.
     draining: bool = False

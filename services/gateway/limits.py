@@ -1,4 +1,4 @@
-"""Per-connection message rate limit."""
+"""Token buckets: the rate limits of a socket, a user or a connection."""
 
 import time
 
@@ -14,6 +14,10 @@ class TokenBucket:
         self._clock = clock
         self._tokens = float(burst)
         self._updated = clock()
+
+    def full(self) -> bool:
+        """Whether the bucket has refilled to its burst: it remembers nothing of past use."""
+        return min(self.burst, self._tokens + (self._clock() - self._updated) * self.rate) >= self.burst
 
     def allow(self) -> bool:
         now = self._clock()

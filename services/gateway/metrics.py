@@ -11,4 +11,10 @@ class GatewayMetrics:
         self.redis_reconnects = Counter(
             "sala_gateway_redis_reconnects_total", "Pub/sub connections re-established", registry=registry
         )
+        self.loop_lag = Gauge(
+            "sala_gateway_loop_lag_seconds", "Time since the event loop last showed progress", registry=registry
+        )
+        self.refused = Counter(
+            "sala_gateway_sockets_refused_total", "Sockets refused by a per-user or per-address limit", registry=registry
+        )
         self.send_queue_depth = Gauge("sala_gateway_send_queue_depth", "Frames waiting to be sent, all sockets", registry=registry)

@@ -1,4 +1,4 @@
-"""This gateway's side of presence: registering sockets, their leaves, its heartbeat and retirement.
+"""This gateway's side of presence: registering sockets, their leaves, and its retirement (heartbeat: ``liveness``).
 
 A socket that goes away without an explicit leave starts its user's leave
 grace (``SALA_LEAVE_GRACE_SECONDS``); an explicit leave (the ``leave`` frame,
@@ -64,10 +64,6 @@ class Presence:
             code, conn_id, explicit = self.unrecorded[0]
             await self.leave(code, conn_id, explicit)
             self.unrecorded.popleft()
-
-    async def heartbeat(self) -> bool:
-        """Record that the gateway is alive; True if it had been forgotten (reaped, or Redis lost its data)."""
-        return bool(await self._scripts.heartbeat(keys=[GATEWAYS], args=[self.gateway_id]))
 
     async def retire(self) -> None:
         """Forget a gateway that shut down cleanly (its sockets' leaves are recorded already)."""

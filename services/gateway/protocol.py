@@ -12,19 +12,37 @@ It also offers the app a way around ASGI's one ``send()`` per socket per
 frame: the ``sala.websocket.write_frame`` scope extension writes a frame
 encoded once for a whole room (``encode_text_frame``) straight to the
 transport, as ``websockets.broadcast()`` does, when the socket can take it now.
+
+A client's pings are bounded: uvicorn answers each with a pong whatever the
+peer reads, so a ping flood that reads nothing grew the process without
+bound. Here pongs are skipped while the transport is backed up (only the
+latest ping needs an answer) and a client past its ping budget is closed
+with 1008. Invalid UTF-8 closes the socket with 1007 without a traceback.
+
+``HandshakeDeadlineProtocol`` is the HTTP side: a connection that has not
+sent its request headers within the deadline is dropped, so half-open
+handshakes cannot pile up on a gateway's own port.
 """
 
+import logging
+from asyncio import BaseTransport, TimerHandle
 from typing import Any
 
 from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from services.gateway.closes import Close
+from services.gateway.limits import TokenBucket
 from services.gateway.mailbox import Gate, Mailbox
 
 WRITE_FRAME_EXTENSION = "sala.websocket.write_frame"
+INVALID_UTF8 = 1007
+
+log = logging.getLogger(__name__)
 
 
 def encode_text_frame(text: str) -> bytes:
@@ -33,10 +51,19 @@ def encode_text_frame(text: str) -> bytes:
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    # Pings a client may send per second; set per gateway by ``configured``.
+    pings_per_second = 2.0
+
+    @classmethod
+    def configured(cls, pings_per_second: float) -> type["LeanWebSocketProtocol"]:
+        return type(cls.__name__, (cls,), {"pings_per_second": pings_per_second})
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = Mailbox()
         self.writable = Gate()
+        # Made on the first ping only: browsers never send any, and an idle socket should cost little.
+        self.ping_budget: TokenBucket | None = None
         # websockets traces every header and frame at DEBUG: bearer tokens and
         # chat messages have no place in logs, whatever the level.
         self.conn.debug = False
@@ -53,6 +80,46 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             # The app is done and the peer reads nothing: flushing would hold the
             # connection and its buffers until TCP gives up, so drop it now.
             self.transport.abort()
+
+    def handle_ping(self) -> None:
+        pongs = self.conn.data_to_send()
+        if self.ping_budget is None:
+            self.ping_budget = TokenBucket(self.pings_per_second, max(1, int(self.pings_per_second * 2)))
+        if not self.ping_budget.allow():
+            self._fail(Close.POLICY, "too many pings")
+            return
+        if self.writable.is_set():
+            self.transport.write(b"".join(pongs))
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type != "text":
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            log.info("invalid UTF-8 in a text frame; closing the socket")
+            self.conn.send_close(INVALID_UTF8, "invalid UTF-8")
+            self.handle_parser_exception()
+            return
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Close at once, as uvicorn does on a keepalive timeout, and tell the app."""
+        if self.close_sent or self.transport.is_closing():
+            return
+        self.conn.fail(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.close()
 
     def write_frame(self, frame: bytes) -> bool:
         """Write an encoded frame now; False when the socket cannot take it without waiting (send it the ASGI way)."""
@@ -72,3 +139,44 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         if message["type"] == "websocket.accept":
             self.__dict__.pop("request", None)
             self.__dict__.pop("response", None)
+
+
+class HandshakeDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol with a deadline for each request's headers (none by default)."""
+
+    deadline_seconds = 10.0
+
+    @classmethod
+    def configured(cls, deadline_seconds: float) -> type["HandshakeDeadlineProtocol"]:
+        return type(cls.__name__, (cls,), {"deadline_seconds": deadline_seconds})
+
+    def connection_made(self, transport: BaseTransport) -> None:  # type: ignore[override]
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._deadline: TimerHandle | None = None
+        self._start_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:
+            self._start_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def _start_deadline(self) -> None:
+        self._deadline = self.loop.call_later(self.deadline_seconds, self._too_slow)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()

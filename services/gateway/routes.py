@@ -9,14 +9,17 @@ needs from the gateway's context instead of through ``Depends``.
 from fastapi import WebSocket
 from redis.exceptions import RedisError
 
+from services.common import ratelimit
 from services.common.redis_schema import parse_event_id
 from services.common.room_codes import normalize
 from services.common.sessions import RevocationsUnknown, session_revoked, token_from
-from services.common.tokens import InvalidToken
+from services.common.tokens import InvalidToken, Principal
+from services.gateway.admission import Refused
 from services.gateway.closes import Close, ErrorCode
 from services.gateway.connection import ClientConnection
 from services.gateway.context import GatewayContext
 from services.gateway.frames import FrameError
+from services.gateway.limits import TokenBucket
 from services.gateway.timeline import EventId
 
 SOCKET_PATH = "/ws"
@@ -52,6 +55,26 @@ async def chat_socket(websocket: WebSocket, context: GatewayContext) -> None:
     if code is None:
         await websocket.close(Close.ROOM_GONE, "no live room with this code")
         return
+    address = ratelimit.client_address(websocket)
+    admission = context.admission
+    if admission.guessing(principal.user_id, address):
+        await websocket.close(Close.POLICY, "too many unknown room codes; wait before trying another")
+        return
+    try:
+        messages = admission.admit(principal.user_id, address)
+    except Refused as refused:
+        context.metrics.refused.inc()
+        await websocket.close(refused.code, refused.reason)
+        return
+    try:
+        await _serve(websocket, context, principal, code, messages)
+    finally:
+        admission.release(principal.user_id, address)
+
+
+async def _serve(
+    websocket: WebSocket, context: GatewayContext, principal: Principal, code: str, messages: TokenBucket
+) -> None:
     since = None
     if since_param := websocket.query_params.get("since"):
         try:
@@ -59,7 +82,7 @@ async def chat_socket(websocket: WebSocket, context: GatewayContext) -> None:
         except ValueError:
             error = FrameError(ErrorCode.INVALID_SINCE, "'since' is not an event id; sending the latest events instead.")
             await websocket.send_text(error.frame())
-    connection = ClientConnection(websocket, principal, code, since, context)
+    connection = ClientConnection(websocket, principal, code, since, context, messages)
     # Watched before the revocation check, so a logout racing this handshake still closes the socket.
     context.hub.watch_session(connection)
     try:
@@ -72,4 +95,17 @@ async def chat_socket(websocket: WebSocket, context: GatewayContext) -> None:
         context.hub.detach(connection)
         await websocket.close(Close.UNAUTHENTICATED, "session ended")
         return
-    await connection.run()
+    if not await connection.run():
+        await _count_miss(context, principal, ratelimit.client_address(websocket))
+
+
+async def _count_miss(context: GatewayContext, principal: Principal, address: str) -> None:
+    """A code that is not live spends the guessing budget shared with the rooms API; past it, this replica refuses."""
+    try:
+        verdict = await ratelimit.reserve(
+            context.scripts, ratelimit.room_miss_budgets(context.settings, principal.user_id, address)
+        )
+    except RedisError:
+        return
+    if not verdict.allowed:
+        context.admission.block_guesses(principal.user_id, address, verdict.retry_after)

@@ -20,6 +20,22 @@ class GatewaySettings(ServiceSettings):
     heartbeat_seconds: float = 2.0
     message_rate_per_second: float = 10.0
     message_burst: int = 20
+    # One user's messages over all their sockets on a replica: tabs or scripts do not multiply the rate.
+    message_rate_per_user_per_second: float = 20.0
+    message_burst_per_user: int = 40
+    # Sockets one user, or one client address, may hold on a replica; more are closed with 1008.
+    max_sockets_per_user: int = Field(default=20, ge=1)
+    max_sockets_per_address: int = Field(default=500, ge=1)
+    # New sockets per user per minute (burst: as many at once); more are closed with 1013.
+    connects_per_user_per_minute: int = Field(default=60, ge=1)
+    # A stored message event is at most this many bytes (escapes included): history costs bytes, not characters.
+    max_event_bytes: int = Field(default=8192, ge=512)
+    # A connection that has not sent its request headers within this is dropped.
+    handshake_timeout_seconds: float = Field(default=10.0, gt=0)
+    # WebSocket pings a client may send per second (burst twice that); more close the socket with 1008.
+    client_pings_per_second: float = 2.0
+    # A gateway whose event loop made no progress for this long stops its heartbeat, so it is presumed dead.
+    loop_stall_seconds: float = Field(default=30.0, gt=0)
     # Every frame a client sends (messages, pings, typing, invalid ones) spends from this budget;
     # a socket that keeps sending past it is closed with 1008.
     frame_rate_per_second: float = 30.0

@@ -24,11 +24,7 @@ def _lookup_budgets(settings: RoomsSettings, user_id: str, address: str) -> tupl
         Budget("room-lookup-user", user_id, Limit(settings.room_lookups_per_user, window)),
         Budget("room-lookup-address", address, Limit(settings.room_lookups_per_address, window)),
     ]
-    misses = [
-        Budget("room-miss-user", user_id, Limit(settings.room_lookup_misses_per_user, window)),
-        Budget("room-miss-address", address, Limit(settings.room_lookup_misses_per_address, window)),
-    ]
-    return lookups, misses
+    return lookups, ratelimit.room_miss_budgets(settings, user_id, address)
 
 
 @router.post(

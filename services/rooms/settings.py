@@ -9,10 +9,7 @@ class RoomsSettings(ServiceSettings):
     room_grace_seconds: int = 60
     room_code_length: int = 6
     rooms_per_user: int = 30
-    rate_limit_window_seconds: int = 60
-    # Room lookups: every lookup per user and per client address, and lookups of a code
-    # that is not live (guesses) more strictly, per window.
+    # Room lookups per user and per client address, per window; lookups of a code that is not
+    # live (guesses) are limited more strictly by the shared room_lookup_misses_* settings.
     room_lookups_per_user: int = 60
     room_lookups_per_address: int = 120
-    room_lookup_misses_per_user: int = 10
-    room_lookup_misses_per_address: int = 30

@@ -1,0 +1,91 @@
+"""Per-user and per-address bounds on one gateway: sockets held, connects made, messages sent.
+
+A user's sockets in one room meet on one replica (the edge hashes on the
+room), so counting here bounds what one account can make a room's replica
+hold or fan out, whatever number of tabs or scripts it opens. The limits are
+per replica: a user spread over N replicas by N rooms gets N times them.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from services.gateway.closes import Close
+from services.gateway.limits import TokenBucket
+from services.gateway.settings import GatewaySettings
+
+
+class Refused(Exception):
+    """The socket is not admitted; ``code`` and ``reason`` go in its close frame."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _UserRecord:
+    sockets: int
+    connects: TokenBucket
+    # One budget for the messages of all the user's sockets on this replica.
+    messages: TokenBucket
+
+
+@dataclass(slots=True)
+class Admission:
+    settings: GatewaySettings
+    _users: dict[str, _UserRecord] = field(default_factory=dict)
+    _addresses: dict[str, int] = field(default_factory=dict)
+    # User ids and addresses over the shared budget of unknown room codes, until when (monotonic seconds).
+    _guessers: dict[str, float] = field(default_factory=dict)
+
+    def guessing(self, user_id: str, address: str) -> bool:
+        """Whether the user or the address spent its budget of unknown room codes and must wait."""
+        now = time.monotonic()
+        return any(self._guessers.get(who, 0.0) > now for who in (user_id, address))
+
+    def block_guesses(self, user_id: str, address: str, seconds: int) -> None:
+        until = time.monotonic() + seconds
+        self._guessers[user_id] = self._guessers[address] = until
+
+    def admit(self, user_id: str, address: str) -> TokenBucket:
+        """Count a new socket in, or raise Refused; returns the user's shared message budget."""
+        settings = self.settings
+        record = self._users.get(user_id)
+        if record is None:
+            record = self._users[user_id] = _UserRecord(
+                0,
+                TokenBucket(settings.connects_per_user_per_minute / 60, settings.connects_per_user_per_minute),
+                TokenBucket(settings.message_rate_per_user_per_second, settings.message_burst_per_user),
+            )
+        if record.sockets >= settings.max_sockets_per_user:
+            raise Refused(Close.POLICY, f"at most {settings.max_sockets_per_user} sockets per user")
+        if self._addresses.get(address, 0) >= settings.max_sockets_per_address:
+            raise Refused(Close.POLICY, f"at most {settings.max_sockets_per_address} sockets per address")
+        if not record.connects.allow():
+            raise Refused(Close.TRY_AGAIN, "connecting too often; wait a little and reconnect")
+        record.sockets += 1
+        self._addresses[address] = self._addresses.get(address, 0) + 1
+        return record.messages
+
+    def release(self, user_id: str, address: str) -> None:
+        record = self._users.get(user_id)
+        if record is not None:
+            record.sockets -= 1
+        left = self._addresses.get(address, 0) - 1
+        if left > 0:
+            self._addresses[address] = left
+        else:
+            self._addresses.pop(address, None)
+
+    def prune(self) -> None:
+        """Forget users with no socket whose connect budget has refilled: nothing about them is left to limit."""
+        for user_id in [user for user, record in self._users.items() if not record.sockets and record.connects.full()]:
+            del self._users[user_id]
+        now = time.monotonic()
+        for who in [who for who, until in self._guessers.items() if until <= now]:
+            del self._guessers[who]
+
+    @property
+    def tracked_users(self) -> int:
+        return len(self._users)

@@ -1,0 +1,68 @@
+"""The gateway's heartbeat, on a thread of its own so that no socket work can starve it.
+
+A replica whose heartbeat stops is presumed dead and its sockets are handed
+to the leave grace, so a heartbeat that lags behind a busy event loop costs
+every user of the replica a reconnect. The thread beats with its own Redis
+connection on the server's clock. It still vouches only for a loop that
+makes progress: the loop touches ``loop_alive`` on a timer, and when it has
+not for ``SALA_LOOP_STALL_SECONDS`` the thread stops beating, so a wedged
+process is presumed dead as it should be.
+"""
+
+import logging
+import threading
+import time
+
+import redis
+from redis.exceptions import RedisError
+
+from services.common.redis_schema import GATEWAYS, HEARTBEAT
+
+log = logging.getLogger(__name__)
+
+
+class HeartbeatThread(threading.Thread):
+    def __init__(
+        self, redis_url: str, gateway_id: str, interval_seconds: float, loop_stall_seconds: float
+    ) -> None:
+        super().__init__(name="gateway-heartbeat", daemon=True)
+        self._client = redis.Redis.from_url(
+            redis_url, socket_timeout=max(1.0, interval_seconds), socket_connect_timeout=2.0
+        )
+        self._script = self._client.register_script(HEARTBEAT)
+        self._gateway_id = gateway_id
+        self._interval = interval_seconds
+        self._stall = loop_stall_seconds
+        self._stop_requested = threading.Event()
+        self._loop_seen = time.monotonic()
+        # Set when a beat found this gateway forgotten (reaped, or Redis lost its data); the loop clears it.
+        self.forgotten = threading.Event()
+        self.beats = 0
+
+    def loop_alive(self) -> None:
+        """Called from the event loop: it is making progress."""
+        self._loop_seen = time.monotonic()
+
+    def loop_lag(self) -> float:
+        return time.monotonic() - self._loop_seen
+
+    def run(self) -> None:
+        while not self._stop_requested.is_set():
+            if self.loop_lag() < self._stall:
+                self._beat()
+            else:
+                log.error("event loop stalled; heartbeat withheld", extra={"stalled_seconds": round(self.loop_lag())})
+            self._stop_requested.wait(self._interval)
+        self._client.close()
+
+    def _beat(self) -> None:
+        try:
+            if int(self._script(keys=[GATEWAYS], args=[self._gateway_id])) and self.beats:
+                self.forgotten.set()
+            self.beats += 1
+        except RedisError as exc:
+            log.warning("heartbeat failed", extra={"error": str(exc)})
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop_requested.set()
+        self.join(timeout)
