@@ -118,8 +118,12 @@ def test_leave_notices_member_list_and_closed_code(new_page) -> None:
     expect(alice.get_by_test_id("member-count")).to_have_text("1")
     expect(alice.get_by_test_id("member-list")).not_to_contain_text(b_name)
 
-    # The last one leaves: the room closes and its code stops working.
+    # The last one leaves: asked first, then the room closes and its code stops working.
     alice.get_by_test_id("leave-room").click()
+    dialog = alice.get_by_test_id("leave-confirm")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("deleted")
+    alice.get_by_test_id("leave-confirm-yes").click()
     expect(alice).to_have_url(re.compile(r"/lobby$"))
     deadline = time.monotonic() + 15
     while (
@@ -228,8 +232,8 @@ def test_reading_history_is_not_interrupted_by_new_messages(new_page) -> None:
 def test_a_closed_or_unknown_room_says_so(new_page) -> None:
     page = new_page()
     register(page, new_person("ivan"))
-    page.goto("/r/ZZZZZZZZ")
+    page.goto("/r/ACDEFGHJ")  # well formed; codes in use are 6 long
     expect(page.get_by_test_id("room-closed")).to_be_visible()
-    expect(notice(page, "notice.roomClosed")).to_contain_text("ZZZZZZZZ")
+    expect(notice(page, "notice.roomClosed")).to_contain_text("ACDEFGHJ")
     page.get_by_test_id("back-to-lobby").click()
     expect(page).to_have_url(re.compile(r"/lobby$"))

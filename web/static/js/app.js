@@ -37,7 +37,8 @@ function $(testid) {
 }
 
 function setTitle() {
-  const text = t(pageTitle.key, pageTitle.params);
+  // A view may name its tab itself (a room by its name), in the current language.
+  const text = pageTitle.text ? pageTitle.text() : t(pageTitle.key, pageTitle.params);
   document.title = pageTitle.key === 'welcome.docTitle' ? text : `${text} · Sala`;
 }
 
@@ -75,6 +76,8 @@ function collapseNav() {
 async function logout(button) {
   session.loggingOut = true;
   button.disabled = true;
+  // Logging out of a room is an explicit leave: the others see it at once.
+  if (hooks.room) await hooks.room.leave();
   // The server answers a logout with Clear-Site-Data, which also empties
   // local storage: keep the language the person chose.
   let chosenLanguage = null;
@@ -133,6 +136,8 @@ async function boot() {
     console.error('language catalogue failed to load', err);
   }
   applyI18n(document);
+  // Text is hidden until now (app.css), so nobody sees English first.
+  document.documentElement.classList.add('i18n-ready');
   const select = $('language-select');
   select.value = language();
   select.addEventListener('change', async () => {
@@ -144,6 +149,7 @@ async function boot() {
 
   $('logout-button').addEventListener('click', (event) => logout(event.currentTarget));
   window.addEventListener('sala:session', () => updateNav());
+  window.addEventListener('sala:title', setTitle);
 
   let serverDown = false;
   try {
@@ -166,7 +172,7 @@ async function boot() {
       return null;
     },
     after(ctx, result) {
-      pageTitle = { key: result.title || 'welcome.docTitle', params: result.titleParams };
+      pageTitle = { key: result.title || 'welcome.docTitle', params: result.titleParams, text: result.titleText };
       setTitle();
       updateNav(ctx.route.name);
       hooks.room = result.hooks || null;

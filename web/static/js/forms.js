@@ -52,6 +52,16 @@ export function setError(f, key, params) {
   f.error.classList.add('d-block');
 }
 
+/** Show the server's own words (a detail with no catalogue key of ours). */
+export function setErrorText(f, text) {
+  f.input.classList.add('is-invalid');
+  f.input.setAttribute('aria-invalid', 'true');
+  delete f.error.dataset.i18n;
+  delete f.error.dataset.i18nParams;
+  f.error.textContent = text;
+  f.error.classList.add('d-block');
+}
+
 export function clearError(f) {
   f.input.classList.remove('is-invalid');
   f.input.removeAttribute('aria-invalid');

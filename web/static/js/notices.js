@@ -6,6 +6,9 @@ import { h, tr, trAttr } from './dom.js';
 
 const KINDS = new Set(['success', 'info', 'warning', 'danger']);
 const MAX_SHOWN = 4;
+/** Good news and information go away by themselves; warnings and errors stay until dismissed. */
+export const NOTICE_DISMISS_MS = 8000;
+const SELF_DISMISSING = new Set(['success', 'info']);
 const STORE_KEY = 'sala.flash';
 let queue = [];
 
@@ -45,6 +48,7 @@ export function notify(kind, key, params, { id } = {}) {
     if (main) main.focus({ preventScroll: true });
   });
   box.append(el);
+  if (SELF_DISMISSING.has(kind)) setTimeout(() => el.remove(), NOTICE_DISMISS_MS);
   while (box.children.length > MAX_SHOWN) box.firstElementChild.remove();
   return el;
 }

@@ -40,7 +40,8 @@ export function socketUrl(code, since, loc = globalThis.location) {
 
 function browserEnv() {
   return {
-    WebSocket: globalThis.WebSocket,
+    // Looked up at each connect, so a page (or a test) may replace it.
+    WebSocket: function BrowserSocket(url) { return new globalThis.WebSocket(url); },
     url: socketUrl,
     setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
     clearTimeout: (id) => globalThis.clearTimeout(id),

@@ -44,18 +44,14 @@ export function navigate(to, { replace = false } = {}) {
   return render({ push: !replace });
 }
 
-/** Render the current URL again (after login state changes). */
-export function rerender() {
-  return render({ push: false });
-}
-
 function match(pathname) {
   for (const r of routes) {
     if (typeof r.path === 'string') {
       if (r.path === pathname || r.path + '/' === pathname) return { route: r, params: [] };
     } else {
       const m = r.path.exec(pathname);
-      if (m) return { route: r, params: m.slice(1).map(decodeURIComponent) };
+      // A malformed escape (/r/%E0) throws URIError: the caller shows the failure view.
+      if (m) return { route: r, params: m.slice(1).map((p) => decodeURIComponent(p)) };
     }
   }
   return { route: { view: options.notFound, name: 'notfound' }, params: [] };
@@ -68,19 +64,28 @@ async function render({ push = false } = {}) {
     cleanup = null;
     try { fn(); } catch (err) { console.error(err); }
   }
-  const { route, params } = match(location.pathname);
+  let route;
+  let params = [];
+  let failure = null;
+  try {
+    ({ route, params } = match(location.pathname));
+  } catch (err) {
+    failure = err;
+    route = { name: 'failed' };
+  }
   const ctx = {
     route,
     params,
     query: new URLSearchParams(location.search),
     path: currentPath(),
   };
-  if (options.guard) {
+  if (options.guard && !failure) {
     const redirect = options.guard(route, ctx);
     if (redirect) return navigate(redirect, { replace: true });
   }
   let result;
   try {
+    if (failure) throw failure;
     result = await route.view(ctx);
   } catch (err) {
     console.error(err);

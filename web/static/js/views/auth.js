@@ -7,9 +7,19 @@ import { flash } from '../notices.js';
 import { navigate, safeNext } from '../router.js';
 import {
   field, setError, clearError, formError, showFormError, hideFormError,
-  focusFirstError, applyValidationErrors, value,
+  focusFirstError, applyValidationErrors, value, setErrorText,
 } from '../forms.js';
-import { passwordScore, SCORE_KEYS, codePoints } from '../password.js';
+import { passwordScore, passwordProblem, SCORE_KEYS } from '../password.js';
+
+// FastAPI's own length errors get our wording; any other refusal of a
+// password is shown in the server's words (its rules are the truth).
+const OWN_PASSWORD_TYPES = new Set(['string_too_short', 'string_too_long', 'common_password']);
+
+function serverPasswordRefusal(detail) {
+  if (!Array.isArray(detail)) return null;
+  return detail.find((item) => item && Array.isArray(item.loc) && item.loc.at(-1) === 'password'
+    && !OWN_PASSWORD_TYPES.has(item.type) && typeof item.msg === 'string') || null;
+}
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const USERNAME_RE = /^[A-Za-z0-9_.-]{3,32}$/;
@@ -109,8 +119,8 @@ export function registerView(ctx) {
     else if (!EMAIL_RE.test(e)) setError(email, 'register.error.emailInvalid');
     if (!u) setError(username, 'register.error.usernameRequired');
     else if (!USERNAME_RE.test(u)) setError(username, 'register.error.usernameInvalid');
-    const n = codePoints(p);
-    if (n < 8 || n > 128) setError(password, 'register.error.passwordLength');
+    const problem = passwordProblem(p, { email: e, username: u });
+    if (problem) setError(password, problem);
     if (!confirm.input.value) setError(confirm, 'register.error.confirmRequired');
     else if (confirm.input.value !== p) setError(confirm, 'register.error.passwordMismatch');
     return !focusFirstError(fields);
@@ -133,6 +143,8 @@ export function registerView(ctx) {
         if (detail.includes('email')) setError(email, 'register.error.emailTaken');
         else if (detail.includes('username') || detail.includes('user name')) setError(username, 'register.error.usernameTaken');
         else showFormError(errorBox, 'register.error.conflict');
+      } else if (err.status === 422 && serverPasswordRefusal(err.detail)) {
+        setErrorText(password, serverPasswordRefusal(err.detail).msg);
       } else if (err.status === 422) {
         const rest = applyValidationErrors(err.detail, { email, username, password }, {
           email: 'register.error.emailInvalid',
@@ -206,6 +218,8 @@ export function loginView(ctx) {
         showFormError(errorBox, 'login.error.invalid');
         password.input.value = '';
         password.input.focus();
+      } else if (err.status === 422 && serverPasswordRefusal(err.detail)) {
+        setErrorText(password, serverPasswordRefusal(err.detail).msg);
       } else if (err.status === 422) {
         const rest = applyValidationErrors(err.detail, { email, password }, {
           email: 'register.error.emailInvalid',

@@ -5,19 +5,10 @@ import { rooms } from '../api.js';
 import { setUser, session } from '../session.js';
 import { flash } from '../notices.js';
 import { navigate } from '../router.js';
+import { isValidCode, normalizeCode } from '../room-codes.js';
 import {
   field, setError, clearError, formError, showFormError, hideFormError,
 } from '../forms.js';
-
-/** Accept "abc 234", "abc-234" or a pasted share link; return "ABC234". */
-export function normalizeCode(raw) {
-  let s = String(raw || '').trim();
-  const m = /\/r\/([^/?#\s]+)/.exec(s);
-  if (m) s = decodeURIComponent(m[1]);
-  return s.replace(/[\s-]+/g, '').toUpperCase();
-}
-
-const CODE_RE = /^[A-Z0-9]{3,16}$/;
 
 function busyButton(key, testid, cls) {
   const btn = h('button', { type: 'submit', class: cls, testid },
@@ -105,7 +96,7 @@ export function lobbyView(ctx) {
       code.input.focus();
       return;
     }
-    if (!CODE_RE.test(c)) {
+    if (!isValidCode(c)) {
       setError(code, 'lobby.join.invalid');
       code.input.focus();
       return;

@@ -1,5 +1,6 @@
 // /r/CODE: the room. Code and share link, live member list, messages,
-// composer, connection indicator. The socket lives in RoomConnection.
+// composer, connection indicator. The socket lives in RoomConnection; the
+// rules (ordering, outbox, grouping, typing, links) live in pure modules.
 
 import { h, tr, trAttr, copyText, randomId } from '../dom.js';
 import { t, formatTime, formatDateTime } from '../i18n.js';
@@ -7,13 +8,15 @@ import { auth, rooms } from '../api.js';
 import { session, setUser } from '../session.js';
 import { flash, notify } from '../notices.js';
 import { navigate } from '../router.js';
-import { compareIds } from '../eventid.js';
 import { RoomConnection } from '../room-client.js';
-import { normalizeCode } from './lobby.js';
+import { isValidCode, normalizeCode } from '../room-codes.js';
+import { Outbox } from '../outbox.js';
+import { applyPresence, groupsWith, insertIndex } from '../timeline.js';
+import { TypingBoard, TypingSender } from '../typing.js';
+import { linkSegments } from '../links.js';
 
 export const MAX_LENGTH = 2000;
 const COUNTER_FROM = 200;       // show the counter when this many characters are left
-const GROUP_WINDOW_MS = 5 * 60 * 1000;
 const NEAR_BOTTOM_PX = 48;
 const AVATAR_COLOURS = 8;
 
@@ -39,32 +42,70 @@ function tsMillis(ts) {
   return Number.isFinite(ms) ? ms : Date.now();
 }
 
-function closedPanel(code, key) {
+function closedPanel(code, titleKey, key) {
   return h('div', { class: 'container py-5', testid: 'room-closed' },
-    h('h1', { class: 'h2', i18n: ['room.closedTitle', { code }] }),
+    h('h1', { class: 'h2', i18n: [titleKey, { code }] }),
     h('p', { i18n: [key, { code }] }),
     h('a', { class: 'btn btn-primary', href: '/lobby', testid: 'back-to-lobby', i18n: 'room.backToLobby' }));
 }
 
+/** Message text with http(s) links as anchors, built from DOM nodes only. */
+function messageText(text) {
+  const el = h('div', { class: 'msg-text', testid: 'message-text' });
+  for (const seg of linkSegments(text)) {
+    if (seg.href) {
+      el.append(h('a', {
+        href: seg.href, target: '_blank', rel: 'noopener noreferrer', testid: 'message-link', text: seg.text,
+      }));
+    } else {
+      el.append(document.createTextNode(seg.text));
+    }
+  }
+  return el;
+}
+
+/** Describe a list item for the pure ordering and grouping rules. */
+function describe(li) {
+  return {
+    id: li.dataset.sortId || null,
+    pending: li.dataset.pending === 'true',
+    kind: li.classList.contains('msg') ? 'message' : 'event',
+    sender: li.dataset.sender,
+    ts: li.dataset.ts,
+    status: li.dataset.status,
+  };
+}
+
 export function roomView(ctx) {
   const code = normalizeCode(ctx.params[0]);
-  if (!/^[A-Z0-9]{3,16}$/.test(code)) {
-    return { node: closedPanel(code || '—', 'room.invalidCode'), title: 'room.closedDoc' };
+  if (!isValidCode(code)) {
+    return { node: closedPanel(code || '—', 'room.invalidTitle', 'room.invalidCode'), title: 'room.invalidTitle', titleParams: { code } };
   }
   const roomPath = `/r/${encodeURIComponent(code)}`;
   const shareUrl = `${location.origin}${roomPath}`;
 
   let you = session.user ? session.user.username : '';
-  let unread = 0;
+  let unread = 0;       // below the reader's scroll position
+  let hiddenUnread = 0; // arrived while the tab was hidden (shown in its title)
+  let roomName = null;
+  let closed = false;
   let disposed = false;
+  let members = new Set();
   const byId = new Map();     // event id -> element
-  const pending = new Map();  // ref -> { ref, text, li, state: 'queued' | 'sent' | 'failed' }
+  const outbox = new Outbox();
+  const outboxEls = new Map(); // ref -> element
+  const typingBoard = new TypingBoard();
+  const typingSender = new TypingSender();
+  let typingTimer = null;
 
   // ---- header ---------------------------------------------------------
   const title = h('h1', { class: 'h4 mb-0 room-title', testid: 'room-title', i18n: ['room.titleCode', { code }] });
   const status = h('span', { class: 'conn-status', testid: 'connection-status', role: 'status', dataset: { state: 'connecting' } },
     h('span', { class: 'conn-dot', 'aria-hidden': 'true' }),
     h('span', { class: 'conn-text', i18n: 'room.state.connecting' }));
+  const reconnectBtn = h('button', {
+    type: 'button', class: 'btn btn-sm btn-warning', testid: 'connection-retry', hidden: true, i18n: 'room.reconnect',
+  });
 
   const copyCodeBtn = h('button', { type: 'button', class: 'btn btn-sm btn-outline-secondary', testid: 'copy-code' },
     h('span', { i18n: 'room.copyCode' }));
@@ -87,7 +128,7 @@ export function roomView(ctx) {
       h('div', { class: 'rh-title min-w-0' }, title),
       h('div', { class: 'rh-share min-w-0' }, shareBox),
       h('div', { class: 'rh-code' }, codeBox),
-      h('div', { class: 'rh-actions' }, status, leaveBtn)));
+      h('div', { class: 'rh-actions' }, status, reconnectBtn, leaveBtn)));
 
   // ---- messages ---------------------------------------------------------
   const list = h('ol', { class: 'message-list list-unstyled mb-0', testid: 'message-list' });
@@ -109,17 +150,41 @@ export function roomView(ctx) {
   const sendBtn = h('button', { type: 'submit', class: 'btn btn-primary composer-send', testid: 'send-button', i18n: 'room.send' });
   const counter = h('span', { id: 'composer-counter', class: 'char-counter', testid: 'char-counter', hidden: true });
   const hint = h('span', { id: 'composer-hint', class: 'composer-hint text-body-secondary', testid: 'composer-hint', i18n: 'room.composerHint' });
+  const typingLine = h('span', { class: 'typing-indicator text-body-secondary', testid: 'typing-indicator', hidden: true });
   const composer = h('form', { class: 'composer', testid: 'composer', novalidate: true },
     h('label', { for: 'composer-input', class: 'visually-hidden', i18n: 'room.composerLabel' }),
     h('div', { class: 'd-flex gap-2 align-items-end' }, input, sendBtn),
-    h('div', { class: 'd-flex justify-content-between gap-2 small mt-1' }, hint, counter));
+    h('div', { class: 'd-flex justify-content-between gap-2 small mt-1' }, typingLine, hint, counter));
 
   // ---- members ------------------------------------------------------------
   const memberCount = h('span', { class: 'badge rounded-pill text-bg-secondary ms-1', testid: 'member-count', text: '0' });
-  const memberList = h('ul', { class: 'member-list list-unstyled mb-0', testid: 'member-list', 'aria-labelledby': 'members-title' });
-  const side = h('aside', { class: 'room-side', 'aria-labelledby': 'members-title', tabindex: '0' },
-    h('h2', { class: 'h6 members-title mb-2', id: 'members-title' }, h('span', { i18n: 'room.members' }), memberCount),
+  const membersToggle = h('button', {
+    type: 'button', class: 'members-toggle', testid: 'members-toggle', 'aria-expanded': 'false', 'aria-controls': 'member-list',
+  }, h('span', { i18n: 'room.members' }), memberCount, h('span', { class: 'members-caret', 'aria-hidden': 'true' }));
+  const memberList = h('ul', { class: 'member-list list-unstyled mb-0', id: 'member-list', testid: 'member-list', 'aria-labelledby': 'members-title' });
+  const side = h('aside', { class: 'room-side', testid: 'room-side', 'aria-labelledby': 'members-title', dataset: { open: 'false' } },
+    h('h2', { class: 'h6 members-title mb-2', id: 'members-title' }, membersToggle),
     memberList);
+  // The toggle only matters on a phone, where the list is folded away.
+  const phone = window.matchMedia('(max-width: 767.98px)');
+  const fitToggle = () => {
+    membersToggle.disabled = !phone.matches;
+  };
+  fitToggle();
+  phone.addEventListener('change', fitToggle);
+  membersToggle.addEventListener('click', () => {
+    const open = side.dataset.open !== 'true';
+    side.dataset.open = String(open);
+    membersToggle.setAttribute('aria-expanded', String(open));
+  });
+
+  // ---- leave confirmation (last member) ----------------------------------
+  const confirmYes = h('button', { type: 'button', class: 'btn btn-danger', testid: 'leave-confirm-yes', i18n: 'room.leaveLastConfirm' });
+  const confirmNo = h('button', { type: 'button', class: 'btn btn-outline-secondary', testid: 'leave-confirm-no', autofocus: true, i18n: 'room.leaveLastCancel' });
+  const confirmDialog = h('dialog', { class: 'leave-dialog', testid: 'leave-confirm', 'aria-labelledby': 'leave-confirm-title' },
+    h('h2', { class: 'h5', id: 'leave-confirm-title', i18n: 'room.leaveLastTitle' }),
+    h('p', { i18n: 'room.leaveLastText' }),
+    h('div', { class: 'd-flex flex-wrap justify-content-end gap-2' }, confirmNo, confirmYes));
 
   title.id = 'room-title-id';
   const main = h('section', { class: 'room-main', 'aria-labelledby': 'room-title-id' },
@@ -127,7 +192,25 @@ export function roomView(ctx) {
     composer);
 
   const body = h('div', { class: 'room-body room-container' }, main, side);
-  const node = h('div', { class: 'room', testid: 'room', dataset: { code } }, header, body, announcer);
+  const node = h('div', { class: 'room', testid: 'room', dataset: { code } }, header, body, announcer, confirmDialog);
+
+  // ---- title --------------------------------------------------------------
+  function titleText() {
+    const base = closed ? t('room.closedDoc') : (roomName || t('room.docTitle', { code }));
+    return hiddenUnread > 0 ? `(${hiddenUnread}) ${base}` : base;
+  }
+
+  function retitle() {
+    window.dispatchEvent(new Event('sala:title'));
+  }
+
+  function onVisibility() {
+    if (document.visibilityState === 'visible' && hiddenUnread) {
+      hiddenUnread = 0;
+      retitle();
+    }
+  }
+  document.addEventListener('visibilitychange', onVisibility);
 
   // ---- helpers ------------------------------------------------------------
   function announce(key, params) {
@@ -159,6 +242,10 @@ export function roomView(ctx) {
     empty.hidden = list.childElementCount > 0;
     if (wasNear || own) scrollToBottom();
     else if (fresh > 0) showUnread(fresh);
+    if (fresh > 0 && document.visibilityState === 'hidden') {
+      hiddenUnread += fresh;
+      retitle();
+    }
   }
 
   function timeEl(ms) {
@@ -181,11 +268,10 @@ export function roomView(ctx) {
     } else if (state === 'failed') {
       const retry = h('button', { type: 'button', class: 'btn btn-link btn-sm p-0 align-baseline retry', testid: 'retry-button', i18n: 'room.retry' });
       retry.addEventListener('click', () => {
-        const p = pending.get(li.dataset.ref);
-        if (p) {
-          p.state = 'queued';
+        if (outbox.retry(li.dataset.ref)) {
           setStatus(li, 'pending');
-          flushPending();
+          regroup(li);
+          flushOutbox();
         }
       });
       box.append(h('span', { class: 'status-label', i18n: errorKey || 'room.status.failed' }), ' ', retry);
@@ -206,7 +292,7 @@ export function roomView(ctx) {
       h('span', { class: 'msg-sender', testid: 'message-sender', text: username }),
       own ? h('span', { class: 'msg-you', i18n: 'room.youMark' }) : null,
       timeEl(ms));
-    const bubble = h('div', { class: 'msg-bubble' }, h('div', { class: 'msg-text', testid: 'message-text', text }));
+    const bubble = h('div', { class: 'msg-bubble' }, messageText(text));
     li.append(meta, bubble);
     if (own) li.append(h('div', { class: 'msg-status small', testid: 'message-status' }));
     return li;
@@ -230,31 +316,19 @@ export function roomView(ctx) {
   }
 
   function systemEl(type, key, params) {
-    const li = h('li', { class: `room-event room-event-system room-event-${type}`, testid: 'room-event', dataset: { type } },
+    return h('li', { class: `room-event room-event-system room-event-${type}`, testid: 'room-event', dataset: { type } },
       h('span', { class: 'room-event-text', i18n: [key, params] }));
-    if (lastSortId()) li.dataset.sortId = lastSortId();
-    return li;
   }
 
-  function lastSortId() {
-    for (let n = list.lastElementChild; n; n = n.previousElementSibling) {
-      if (n.dataset.sortId) return n.dataset.sortId;
-    }
-    return null;
+  /** A system line goes after the stored events, above the pending tail. */
+  function appendSystem(li) {
+    list.insertBefore(li, list.children[insertIndex([...list.children].map(describe), null)] || null);
   }
 
   /** Insert in id order, above the pending tail (own messages not yet stored). */
   function insertOrdered(li) {
-    const id = li.dataset.sortId;
-    let before = list.querySelector(':scope > [data-pending]');
-    if (id) {
-      let prev = before ? before.previousElementSibling : list.lastElementChild;
-      while (prev && prev.dataset.sortId && compareIds(prev.dataset.sortId, id) > 0) {
-        before = prev;
-        prev = prev.previousElementSibling;
-      }
-    }
-    list.insertBefore(li, before);
+    const at = insertIndex([...list.children].map(describe), li.dataset.sortId || null);
+    list.insertBefore(li, list.children[at] || null);
     regroup(li);
     if (li.nextElementSibling) regroup(li.nextElementSibling);
   }
@@ -262,16 +336,11 @@ export function roomView(ctx) {
   function regroup(li) {
     if (!li.classList.contains('msg')) return;
     const prev = li.previousElementSibling;
-    const grouped = Boolean(prev && prev.classList.contains('msg')
-      && prev.dataset.sender === li.dataset.sender
-      && prev.dataset.status !== 'failed' && li.dataset.status !== 'failed'
-      && Math.abs(Number(li.dataset.ts) - Number(prev.dataset.ts)) < GROUP_WINDOW_MS);
-    li.classList.toggle('msg-grouped', grouped);
+    li.classList.toggle('msg-grouped', groupsWith(prev && describe(prev), describe(li)));
   }
 
-  function renderMembers(members) {
-    if (!Array.isArray(members)) return;
-    const names = [...new Set(members.map(nameOf).filter(Boolean))];
+  function renderMembers() {
+    const names = [...members].filter(Boolean);
     names.sort((a, b) => (a === you ? -1 : b === you ? 1 : a.localeCompare(b)));
     memberList.replaceChildren(...names.map((name) => h('li', { class: 'member', testid: 'member', dataset: { username: name } },
       h('span', { class: `avatar avatar-${hashName(name)}`, 'aria-hidden': 'true', text: initial(name) }),
@@ -280,47 +349,22 @@ export function roomView(ctx) {
     memberCount.textContent = String(names.length);
   }
 
-  /** A message/join/leave the connection has not seen before. */
-  function showEvent(frame, { quiet = false } = {}) {
-    if (frame.type === 'message') {
-      const username = nameOf(frame.username);
-      if (frame.id && byId.has(frame.id)) {
-        // Already shown (our own message, confirmed by its ack first).
-        const li = byId.get(frame.id);
-        li.dataset.ts = String(tsMillis(frame.ts));
-        return 0;
-      }
-      if (username === you) {
-        const text = String(frame.text ?? '').trim();
-        for (const p of pending.values()) {
-          if (p.state === 'sent' && p.text === text) {
-            confirm(p, frame.id, frame.ts);
-            return 0;
-          }
-        }
-      }
-      const li = messageEl({ id: frame.id, username, text: String(frame.text ?? ''), ts: frame.ts, own: username === you });
-      if (username === you) setStatus(li, 'sent');
-      if (frame.id) byId.set(frame.id, li);
-      insertOrdered(li);
-      if (!quiet && username !== you) announce('room.announce.message', { username, text: String(frame.text ?? '') });
-      return username === you ? 0 : 1;
-    }
-    if (frame.type === 'join' || frame.type === 'leave') {
-      if (Array.isArray(frame.members)) renderMembers(frame.members);
-      const li = eventEl(frame);
-      if (frame.id) byId.set(frame.id, li);
-      insertOrdered(li);
-      const name = nameOf(frame.username);
-      if (!quiet && name !== you) announce(frame.type === 'join' ? 'room.event.join' : 'room.event.leave', { username: name });
-      return 0;
-    }
-    return 0;
+  // ---- typing ---------------------------------------------------------------
+  function renderTyping() {
+    clearTimeout(typingTimer);
+    typingTimer = null;
+    const names = typingBoard.active().filter((n) => n !== you);
+    typingLine.hidden = names.length === 0;
+    if (names.length === 1) tr(typingLine, 'room.typing.one', { username: names[0] });
+    else if (names.length === 2) tr(typingLine, 'room.typing.two', { first: names[0], second: names[1] });
+    else if (names.length > 2) tr(typingLine, 'room.typing.many', { count: names.length });
+    else typingLine.textContent = '';
+    const next = typingBoard.nextExpiry();
+    if (next != null && !disposed) typingTimer = setTimeout(renderTyping, next + 50);
   }
 
-  function confirm(p, id, ts) {
-    pending.delete(p.ref);
-    const li = p.li;
+  /** Confirm an own message: it is stored as event id (at ts when known). */
+  function confirm(li, id, ts) {
     delete li.dataset.pending;
     if (id) {
       li.dataset.id = id;
@@ -337,16 +381,51 @@ export function roomView(ctx) {
     insertOrdered(li);
   }
 
-  function flushPending() {
-    for (const p of pending.values()) {
-      if (p.state === 'failed') continue;
-      if (conn.send(p.text, p.ref)) {
-        p.state = 'sent';
-        setStatus(p.li, 'pending');
-      } else {
-        p.state = 'queued';
-        setStatus(p.li, 'queued');
+  /** A message/join/leave the connection has not seen before. */
+  function showEvent(frame, { quiet = false } = {}) {
+    if (frame.type === 'message') {
+      const username = nameOf(frame.username);
+      const text = String(frame.text ?? '');
+      if (typingBoard.stopped(username)) renderTyping();
+      if (frame.id && byId.has(frame.id)) {
+        byId.get(frame.id).dataset.ts = String(tsMillis(frame.ts));
+        return 0;
       }
+      if (username === you) {
+        const item = outbox.echo(text.trim());
+        if (item) {
+          const li = outboxEls.get(item.ref);
+          outboxEls.delete(item.ref);
+          confirm(li, frame.id, frame.ts);
+          return 0;
+        }
+      }
+      const li = messageEl({ id: frame.id, username, text, ts: frame.ts, own: username === you });
+      if (username === you) setStatus(li, 'sent');
+      if (frame.id) byId.set(frame.id, li);
+      insertOrdered(li);
+      if (!quiet && username !== you) announce('room.announce.message', { username, text });
+      return username === you ? 0 : 1;
+    }
+    if (frame.type === 'join' || frame.type === 'leave') {
+      const name = nameOf(frame.username);
+      members = applyPresence(members, { type: frame.type, username: name });
+      renderMembers();
+      const li = eventEl(frame);
+      if (frame.id) byId.set(frame.id, li);
+      insertOrdered(li);
+      if (!quiet && name !== you) announce(frame.type === 'join' ? 'room.event.join' : 'room.event.leave', { username: name });
+      return 0;
+    }
+    return 0;
+  }
+
+  function flushOutbox() {
+    for (const item of outbox.flush((it) => conn.send(it.text, it.ref))) {
+      setStatus(outboxEls.get(item.ref), 'pending');
+    }
+    for (const item of outbox.items.values()) {
+      if (item.state === 'queued') setStatus(outboxEls.get(item.ref), 'queued');
     }
   }
 
@@ -380,21 +459,24 @@ export function roomView(ctx) {
     const li = messageEl({ username: you, text, ts: new Date().toISOString(), own: true });
     li.dataset.pending = 'true';
     li.dataset.ref = ref;
-    const p = { ref, text, li, state: 'queued' };
-    pending.set(ref, p);
+    outbox.add(ref, text);
+    outboxEls.set(ref, li);
     withScroll(() => {
       list.append(li);
-      setStatus(li, 'pending');
+      setStatus(li, 'queued');
       regroup(li);
     }, { own: true });
-    if (conn.send(text, ref)) p.state = 'sent';
-    else setStatus(li, 'queued');
+    flushOutbox();
+    typingSender.reset();
     input.value = '';
     updateCounter();
     input.focus();
   }
 
-  input.addEventListener('input', updateCounter);
+  input.addEventListener('input', () => {
+    updateCounter();
+    if (input.value.trim() && conn.online && typingSender.shouldSend()) conn.sendTyping();
+  });
   input.addEventListener('keydown', (event) => {
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
       event.preventDefault();
@@ -436,6 +518,7 @@ export function roomView(ctx) {
     reconnecting: 'room.state.reconnecting',
     offline: 'room.state.offline',
     paused: 'room.state.paused',
+    failed: 'room.state.failed',
     closed: 'room.state.closed',
   };
 
@@ -445,25 +528,42 @@ export function roomView(ctx) {
     navigate(`/login?next=${encodeURIComponent(roomPath)}`, { replace: true });
   }
 
+  function showClosed() {
+    closed = true;
+    node.replaceChildren(closedPanel(code, 'room.closedTitle', 'room.closedText'));
+    notify('warning', 'notice.roomClosed', { code });
+    retitle();
+    const h1 = node.querySelector('h1');
+    if (h1) {
+      h1.setAttribute('tabindex', '-1');
+      h1.focus();
+    }
+  }
+
   const conn = new RoomConnection(code, {
     state(state) {
       if (disposed) return;
       status.dataset.state = state;
       tr(status.querySelector('.conn-text'), stateKeys[state] || 'room.state.connecting');
       node.dataset.connection = state;
+      reconnectBtn.hidden = state !== 'failed';
+      if (state !== 'online') {
+        // Whatever went out unacked goes again, with the same ref, once back.
+        for (const item of outbox.requeue()) setStatus(outboxEls.get(item.ref), 'queued');
+      }
     },
     welcome(frame, info) {
       if (disposed) return;
       you = nameOf(frame.you) || you;
       const room = frame.room || {};
       if (room.name) {
-        title.textContent = room.name;
-        title.title = room.name;
+        roomName = String(room.name);
+        title.textContent = roomName;
+        title.title = roomName;
         delete title.dataset.i18n;
         delete title.dataset.i18nParams;
-        document.title = `${room.name} · Sala`;
+        retitle();
       }
-      renderMembers(frame.members);
       let missed = 0;
       withScroll(() => {
         let fresh = 0;
@@ -472,45 +572,57 @@ export function roomView(ctx) {
           if (e.type === 'message') missed += 1;
           fresh += n;
         }
-        if (info.truncated) list.append(systemEl('truncated', 'room.truncated'));
+        // Presence comes from welcome; history's joins and leaves are only shown.
+        members = new Set(Array.isArray(frame.members) ? frame.members.map(nameOf) : []);
+        if (you) members.add(you);
+        renderMembers();
+        if (info.truncated) appendSystem(systemEl('truncated', 'room.truncated'));
         if (info.reconnect) {
-          list.append(systemEl('reconnected', 'room.reconnected', { count: missed }));
+          appendSystem(systemEl('reconnected', 'room.reconnected', { count: missed }));
           announce('room.reconnected', { count: missed });
           if (info.duplicates > 0) {
-            list.append(systemEl('duplicates', 'room.duplicatesSkipped', { count: info.duplicates }));
+            appendSystem(systemEl('duplicates', 'room.duplicatesSkipped', { count: info.duplicates }));
           }
         }
         tr(empty, 'room.empty');
         return info.reconnect ? fresh : 0;
       }, { own: !info.reconnect });
-      flushPending();
+      flushOutbox();
       updateCounter();
     },
     event(frame) {
       if (disposed) return;
       withScroll(() => showEvent(frame));
     },
+    typing(frame) {
+      if (disposed) return;
+      const name = nameOf(frame.username);
+      if (!name || name === you) return;
+      typingBoard.typing(name);
+      renderTyping();
+    },
     ack(frame) {
       if (disposed) return;
-      const p = pending.get(frame.ref);
-      if (!p) return;
+      const item = outbox.ack(frame.ref);
+      if (!item) return;
+      const li = outboxEls.get(item.ref);
+      outboxEls.delete(item.ref);
       if (frame.id && byId.has(frame.id)) {
         // The broadcast came first and was shown on its own: drop the copy.
-        pending.delete(p.ref);
-        withScroll(() => { p.li.remove(); });
+        withScroll(() => { li.remove(); });
         return;
       }
-      withScroll(() => confirm(p, frame.id, null));
+      withScroll(() => confirm(li, frame.id, null));
     },
     error(frame) {
       if (disposed) return;
       const known = ['too_long', 'rate_limited', 'invalid_frame'];
       const key = known.includes(frame.code) ? `room.error.${frame.code}` : 'room.error.other';
-      const p = frame.ref ? pending.get(frame.ref) : null;
-      if (p) {
-        p.state = 'failed';
-        setStatus(p.li, 'failed', key);
-        regroup(p.li);
+      const item = frame.ref ? outbox.fail(frame.ref) : null;
+      if (item) {
+        const li = outboxEls.get(item.ref);
+        setStatus(li, 'failed', key);
+        regroup(li);
       } else {
         notify('warning', key, { detail: String(frame.detail ?? '') });
       }
@@ -524,14 +636,7 @@ export function roomView(ctx) {
         if (session.loggingOut) return;
         toLogin('warning', 'notice.sessionExpired');
       } else if (reason === 'room_closed') {
-        node.replaceChildren(closedPanel(code, 'room.closedText'));
-        notify('warning', 'notice.roomClosed', { code });
-        document.title = `${t('room.closedDoc')} · Sala`;
-        const h1 = node.querySelector('h1');
-        if (h1) {
-          h1.setAttribute('tabindex', '-1');
-          h1.focus();
-        }
+        showClosed();
       }
     },
     async probe() {
@@ -551,16 +656,34 @@ export function roomView(ctx) {
     },
   });
 
-  leaveBtn.addEventListener('click', () => {
-    conn.stop();
+  reconnectBtn.addEventListener('click', () => conn.retry());
+
+  async function leave() {
+    await conn.leave();
     flash('info', 'notice.leftRoom', { code });
     navigate('/lobby');
+  }
+
+  leaveBtn.addEventListener('click', () => {
+    // Alone here: leaving closes the room for good; say so first.
+    if (conn.online && [...members].every((m) => m === you)) {
+      confirmDialog.showModal();
+      return;
+    }
+    leave();
+  });
+  confirmNo.addEventListener('click', () => confirmDialog.close());
+  confirmYes.addEventListener('click', () => {
+    confirmDialog.close();
+    leave();
   });
 
   const hooks = {
     code,
     dropSocket: (opts) => conn.drop(opts || {}),
     resume: () => conn.resume(),
+    /** An explicit leave before logging out. */
+    leave: () => conn.leave(),
     info: () => ({
       code,
       state: conn.state,
@@ -568,7 +691,7 @@ export function roomView(ctx) {
       connects: conn.connects,
       lastUrl: conn.lastUrl,
       duplicates: conn.duplicates,
-      pending: pending.size,
+      pending: outbox.size,
       history: conn.history.slice(),
     }),
   };
@@ -577,6 +700,7 @@ export function roomView(ctx) {
     node,
     title: 'room.docTitle',
     titleParams: { code },
+    titleText,
     focus: input,
     focusOnLoad: true,
     hooks,
@@ -585,6 +709,9 @@ export function roomView(ctx) {
     },
     cleanup() {
       disposed = true;
+      clearTimeout(typingTimer);
+      document.removeEventListener('visibilitychange', onVisibility);
+      phone.removeEventListener('change', fitToggle);
       conn.stop();
     },
   };
