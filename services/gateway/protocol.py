@@ -41,6 +41,8 @@ from services.gateway.mailbox import Gate, Mailbox
 
 WRITE_FRAME_EXTENSION = "sala.websocket.write_frame"
 INVALID_UTF8 = 1007
+# What a peer may still send once our close is out, while its close frame is awaited; past it, it is dropped.
+AFTER_CLOSE_BYTES = 64 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable = Gate()
         # Made on the first ping only: browsers never send any, and an idle socket should cost little.
         self.ping_budget: TokenBucket | None = None
+        self.after_close = 0
         # websockets traces every header and frame at DEBUG: bearer tokens and
         # chat messages have no place in logs, whatever the level.
         self.conn.debug = False
@@ -80,6 +83,15 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             # The app is done and the peer reads nothing: flushing would hold the
             # connection and its buffers until TCP gives up, so drop it now.
             self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.close_sent:
+            # Parsing a flood that goes on after our close would spend the loop on a peer we are done with.
+            self.after_close += len(data)
+            if self.after_close > AFTER_CLOSE_BYTES:
+                self.transport.abort()
+                return
+        super().data_received(data)
 
     def handle_ping(self) -> None:
         pongs = self.conn.data_to_send()
