@@ -83,9 +83,7 @@ def test_a_member_who_presses_leave_is_announced_at_once(new_page) -> None:
 
 def test_a_reload_with_others_present_shows_no_leave_or_join(new_page) -> None:
     alice, bob, code, _, b_name = two_in_a_room(new_page)
-    joins = alice.locator(
-        f'[data-testid="room-event"][data-type="join"][data-username="{b_name}"]'
-    )
+    joins = alice.locator(f'[data-testid="room-event"][data-type="join"][data-username="{b_name}"]')
     expect(joins).to_have_count(1)
     bob.reload()
     wait_online(bob)
@@ -111,9 +109,7 @@ def test_offline_is_shown_and_what_was_typed_is_sent_once_when_back(
     box = alice.get_by_test_id("composer-input")
     box.fill(text)
     box.press("Enter")
-    mine = alice.locator('[data-testid="message"][data-own="true"]').filter(
-        has_text=text
-    )
+    mine = alice.locator('[data-testid="message"][data-own="true"]').filter(has_text=text)
     expect(mine).to_have_attribute("data-status", "queued")
     expect(messages_with(bob, text)).to_have_count(0)
 

@@ -30,8 +30,7 @@ def test_links_in_messages_are_clickable_and_safe(new_page) -> None:
     tag = uuid.uuid4().hex[:6]
     send(
         alice,
-        f"{tag} see https://example.com/a?b=1. not javascript:alert(1) "
-        "nor <a href=http://evil.test>x</a>",
+        f"{tag} see https://example.com/a?b=1. not javascript:alert(1) nor <a href=http://evil.test>x</a>",
     )
     text = messages_with(bob, tag)
     expect(text).to_have_count(1)
@@ -208,9 +207,14 @@ def test_an_invalid_code_says_only_that(new_page) -> None:
     expect(notice(page, "notice.roomClosed")).to_have_count(0)
     # Four characters of the alphabet are a code; three, or a look-alike, are not.
     page.goto("/r/ACD")
-    expect(page.get_by_test_id("room-closed").locator("h1")).to_have_text(
-        "Not a room code"
-    )
+    expect(page.get_by_test_id("room-closed").locator("h1")).to_have_text("Not a room code")
+    # The lobby checks a typed code the same way before asking the server.
+    page.goto("/lobby")
+    wait_ready(page)
+    for typed in ("acd", "abcd"):
+        page.get_by_test_id("join-code-input").fill(typed)
+        page.get_by_test_id("join-room-button").click()
+        expect(page.get_by_test_id("join-code-input-error")).to_contain_text("4 to 16 letters and digits")
 
 
 def test_a_malformed_escape_shows_the_failure_view(new_page) -> None:
@@ -263,11 +267,7 @@ def test_password_rules_are_checked_early_and_server_words_shown(new_page) -> No
         "**/api/auth/register",
         lambda route: route.fulfill(
             status=422,
-            json={
-                "detail": [
-                    {"type": "password_guessable", "loc": ["body", "password"], "msg": said}
-                ]
-            },
+            json={"detail": [{"type": "password_guessable", "loc": ["body", "password"], "msg": said}]},
         ),
     )
     page.get_by_test_id("register-password").fill("plum Lantern river 42 quietly")
