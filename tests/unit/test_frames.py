@@ -3,10 +3,14 @@
 import orjson
 import pytest
 
+from services.gateway.closes import ErrorCode
 from services.gateway.frames import (
     MAX_TEXT_CHARS,
     ChatMessage,
     FrameError,
+    Leave,
+    Ping,
+    Typing,
     parse_client_frame,
 )
 
@@ -22,7 +26,9 @@ def test_a_message_is_trimmed_and_keeps_its_ref():
         ("{", "invalid_frame"),
         ("[]", "invalid_frame"),
         ('"text"', "invalid_frame"),
-        ('{"type":"typing"}', "invalid_frame"),
+        ('{"type":"typo"}', "invalid_frame"),
+        ('{"type":7}', "invalid_frame"),
+        ('{"text":"hi"}', "invalid_frame"),
         ('{"type":"message","text":null}', "invalid_frame"),
         ('{"type":"message","text":"\\n\\t "}', "invalid_frame"),
         ('{"type":"message","text":"hi","ref":{"a":1}}', "invalid_frame"),
@@ -42,3 +48,21 @@ def test_error_frames_carry_the_ref_when_there_is_one():
 
 def test_the_limit_counts_characters_not_bytes():
     assert isinstance(parse_client_frame(orjson.dumps({"type": "message", "text": "é" * MAX_TEXT_CHARS}).decode()), ChatMessage)
+
+
+@pytest.mark.parametrize(
+    ("raw", "frame"), [('{"type":"leave"}', Leave()), ('{"type":"ping"}', Ping()), ('{"type":"typing"}', Typing())]
+)
+def test_signals_need_nothing_but_their_type(raw, frame):
+    assert parse_client_frame(raw) == frame
+
+
+def test_an_unknown_type_is_named_briefly_and_keeps_the_ref():
+    error = parse_client_frame(orjson.dumps({"type": "x" * 500, "ref": "r3"}).decode())
+    assert isinstance(error, FrameError) and error.code == ErrorCode.INVALID_FRAME and error.ref == "r3"
+    assert "x" * 32 in error.detail and "x" * 33 not in error.detail
+
+
+def test_every_error_code_the_parser_uses_is_in_the_catalogue():
+    raws = ["{", '{"type":"message","text":"' + "x" * (MAX_TEXT_CHARS + 1) + '"}', '{"type":"nope"}']
+    assert {parse_client_frame(raw).code for raw in raws} <= set(ErrorCode)

@@ -1,0 +1,452 @@
+"""Small fakes of Sala's own seams, so the gateway's delivery core runs in unit tests without a server.
+
+Nothing here imitates Redis: each fake stands in for one of the gateway's
+own interfaces (the hub's ``Subscriber``, the socket's ASGI side and its
+protocol's direct writer, the appender's script and pipeline, the pub/sub
+object the hub reads, the members of a ``GatewayContext``).
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+from prometheus_client import CollectorRegistry
+from redis.exceptions import NoScriptError
+
+from services.common.tokens import Principal
+from services.gateway.admission import Admission
+from services.gateway.appender import Appended, MessageAppender
+from services.gateway.connection import ClientConnection
+from services.gateway.context import GatewayContext
+from services.gateway.hub import Hub, LocalRoom
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.presence import Joined
+from services.gateway.protocol import WRITE_FRAME_EXTENSION
+from services.gateway.settings import GatewaySettings
+from services.gateway.timeline import EventId
+
+
+async def until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Let the loop run until ``predicate`` holds; the bound only stops a broken test from hanging."""
+    async with asyncio.timeout(seconds):
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+
+async def finished(task: asyncio.Task, seconds: float = 5.0) -> object:
+    """What ``task`` returns (or raises) once it ends on its own.
+
+    Unlike a timeout around ``await task``, waiting never cancels the task:
+    a cancelled socket closes too, which would pass for the close under test.
+    """
+    await asyncio.wait([task], timeout=seconds)
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise AssertionError("the task did not end on its own")
+    return task.result()
+
+
+def event(ms: int, text: str = "hi") -> tuple[EventId, str]:
+    """An event id and its frame, as the append script publishes them."""
+    return (ms, 0), f'{{"id":"{ms}-0","type":"message","username":"ana","text":"{text}","ts":"t"}}'
+
+
+class FakeSubscriber:
+    """A local socket as the hub sees it, recording what it is handed."""
+
+    def __init__(self, code: str = "ROOM", username: str = "ana", session_id: str = "s1") -> None:
+        self.code = code
+        self.username = username
+        self.session_id = session_id
+        self.delivered: list[tuple[EventId, str, bytes]] = []
+        self.ephemeral: list[bytes] = []
+        self.closed: list[tuple[int, str]] = []
+
+    def deliver(self, event_id: EventId, frame: str, wire: bytes) -> None:
+        self.delivered.append((event_id, frame, wire))
+
+    def deliver_ephemeral(self, wire: bytes) -> None:
+        self.ephemeral.append(wire)
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed.append((code, reason))
+
+    @property
+    def ids(self) -> list[EventId]:
+        return [event_id for event_id, _, _ in self.delivered]
+
+
+def text_of(wire: bytes) -> str:
+    """The text of one unmasked server frame, as ``encode_text_frame`` builds it."""
+    length, start = wire[1] & 0x7F, 2
+    if length == 126:
+        start = 4
+    elif length == 127:
+        start = 10
+    return wire[start:].decode()
+
+
+class FakeWriter:
+    """The protocol's direct writer (``sala.websocket.write_frame``): takes frames while ``accepting``.
+
+    ``transcript`` is every frame's text in the order it left, by either path
+    (the socket's ``send_text`` writes into the same list).
+    """
+
+    def __init__(self) -> None:
+        self.accepting = True
+        self.written: list[bytes] = []
+        self.transcript: list[str] = []
+
+    def __call__(self, frame: bytes) -> bool:
+        if not self.accepting:
+            return False
+        self.written.append(frame)
+        self.transcript.append(text_of(frame))
+        return True
+
+
+class FakeWebSocket:
+    """The ASGI side of one socket: frames the client sends, what the app sent, and the close.
+
+    ``stalled`` makes ``send_text`` wait like a peer that stopped reading;
+    ``send_error`` makes it fail like a broken transport.
+    """
+
+    def __init__(self, writer: FakeWriter | None = None) -> None:
+        self.scope: dict = {"extensions": {WRITE_FRAME_EXTENSION: writer} if writer is not None else {}}
+        self.incoming: asyncio.Queue[dict] = asyncio.Queue()
+        self.sent: list[str] = []
+        self.transcript: list[str] = writer.transcript if writer is not None else []
+        self.closes: list[tuple[int, str]] = []
+        self.stalled = False
+        self.send_error: Exception | None = None
+        self.in_send = asyncio.Event()
+        self.receives = 0
+        self.on_receive: Callable[[], None] = lambda: None
+
+    def client_sends(self, text: str | None = None, data: bytes | None = None) -> None:
+        message = (
+            {"type": "websocket.receive", "text": text}
+            if data is None
+            else {"type": "websocket.receive", "bytes": data}
+        )
+        self.incoming.put_nowait(message)
+
+    async def send_text(self, text: str) -> None:
+        self.in_send.set()
+        if self.send_error is not None:
+            raise self.send_error
+        if self.stalled:
+            await asyncio.Future()
+        self.sent.append(text)
+        self.transcript.append(text)
+
+    async def receive(self) -> dict:
+        self.receives += 1
+        self.on_receive()
+        return await self.incoming.get()
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.closes.append((code, reason or ""))
+
+
+class FakeHub:
+    """The hub as a socket sees it: a room to join at once, and who left."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, LocalRoom] = {}
+        self.detached: list[object] = []
+
+    async def attach(self, socket: ClientConnection) -> LocalRoom:
+        room = self.rooms.get(socket.code)
+        if room is None:
+            room = self.rooms[socket.code] = LocalRoom(socket.code)
+            room.subscribed.set_result(None)
+        room.sockets.add(socket)
+        return room
+
+    def detach(self, socket: ClientConnection) -> None:
+        self.detached.append(socket)
+        room = self.rooms.get(socket.code)
+        if room is not None:
+            room.sockets.discard(socket)
+
+
+class FakePresence:
+    """Presence that admits every join to a live room and records each leave with its ``explicit`` flag."""
+
+    def __init__(self, live: bool = True) -> None:
+        self.live = live
+        self.leaves: list[tuple[str, str, bool]] = []
+        self.unrecorded: list[tuple[str, str, bool]] = []
+
+    async def join(self, code: str, conn_id: str, principal: Principal) -> Joined | None:
+        return Joined(event_id="1-0", members=[principal.username], name="Room") if self.live else None
+
+    async def leave(self, code: str, conn_id: str, explicit: bool) -> str:
+        self.leaves.append((code, conn_id, explicit))
+        return "2-0"
+
+
+class FakeAppender:
+    """Stores each message under the next id, or answers None when the room is gone."""
+
+    def __init__(self, live: bool = True) -> None:
+        self.live = live
+        self.appended: list[tuple[str, bytes, str]] = []
+
+    async def append(self, code: str, body: bytes, dedupe: str) -> Appended | None:
+        if not self.live:
+            return None
+        self.appended.append((code, body, dedupe))
+        return Appended(f"{100 + len(self.appended)}-0", repeat=False)
+
+
+def gateway_settings(**overrides: object) -> GatewaySettings:
+    """Gateway settings with ``overrides``; the key file is never read by these tests."""
+    return GatewaySettings(jwt_verify_keys_file=Path("unused.pem"), **overrides)
+
+
+def context(
+    settings: GatewaySettings | None = None,
+    hub: object | None = None,
+    presence: object | None = None,
+    appender: object | None = None,
+) -> GatewayContext:
+    """A ``GatewayContext`` whose members are the fakes above (or the ones given)."""
+    settings = settings or gateway_settings()
+    return GatewayContext(
+        settings=settings,
+        verifier=None,
+        metrics=GatewayMetrics(CollectorRegistry()),
+        redis=None,
+        scripts=SimpleNamespace(),
+        appender=appender or FakeAppender(),
+        hub=hub or FakeHub(),
+        presence=presence or FakePresence(),
+        admission=Admission(settings),
+    )
+
+
+def principal(username: str = "ana", session_id: str = "s1") -> Principal:
+    return Principal(
+        user_id=f"u-{username}", username=username, session_id=session_id, expires_at=int(time.time()) + 900
+    )
+
+
+def connection(
+    ctx: GatewayContext | None = None, websocket: FakeWebSocket | None = None, code: str = "ROOM"
+) -> ClientConnection:
+    """A socket admitted as the chat route admits it, sharing its user's message budget."""
+    ctx = ctx or context()
+    who = principal()
+    user_messages = ctx.admission.admit(who.user_id, "192.0.2.1")
+    return ClientConnection(websocket or FakeWebSocket(), who, code, None, ctx, user_messages)
+
+
+class FakeScript:
+    """The append script as the appender calls it: directly by its object, or by its SHA in a pipeline.
+
+    Both ways run ``server``, which stores each dedupe key once and answers
+    ``[id, repeat]``; ``calls`` counts direct calls.
+    """
+
+    sha = "0123456789abcdef"
+    script = "-- the append script"
+
+    def __init__(self, server: "FakeAppendServer") -> None:
+        self._server = server
+        self.calls = 0
+
+    async def __call__(self, keys: list[str], args: list[object]) -> list[object] | None:
+        self.calls += 1
+        return self._server.run(keys[0], args)
+
+
+class FakeAppendServer:
+    """What the append script does, reduced to what the appender relies on; counts each run per message body."""
+
+    def __init__(self) -> None:
+        self.next_id = 1
+        self.stored: dict[str, str] = {}
+        self.runs: dict[bytes, int] = {}
+        self.dead_rooms: set[str] = set()
+
+    def run(self, key: str, args: list[object]) -> list[object] | None:
+        _, body, dedupe, _ = args
+        self.runs[body] = self.runs.get(body, 0) + 1
+        if key in self.dead_rooms:
+            return None
+        if dedupe in self.stored:
+            return [self.stored[dedupe], 1]
+        event_id = self.stored[dedupe] = f"{self.next_id}-0"
+        self.next_id += 1
+        return [event_id, 0]
+
+
+class FakePipeline:
+    """A non-transactional pipeline of ``evalsha`` calls.
+
+    ``noscript`` holds positions (in the next ``execute``) that answer
+    NoScriptError instead of running, as after Redis forgot the script;
+    ``error`` makes ``execute`` raise.
+    """
+
+    def __init__(self, owner: "FakeAppendRedis") -> None:
+        self._owner = owner
+        self.commands: list[tuple[str, list[object]]] = []
+
+    async def __aenter__(self) -> "FakePipeline":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: object) -> "FakePipeline":
+        assert sha == FakeScript.sha and numkeys == 1
+        self.commands.append((str(keys_and_args[0]), list(keys_and_args[1:])))
+        return self
+
+    async def execute(self, raise_on_error: bool = True) -> list[object]:
+        owner = self._owner
+        owner.executed.append(self)
+        if owner.error is not None:
+            raise owner.error
+        refused, owner.noscript = owner.noscript, set()
+        results: list[object] = []
+        for position, (key, args) in enumerate(self.commands):
+            if position in refused:
+                results.append(NoScriptError("NOSCRIPT No matching script."))
+            else:
+                results.append(owner.server.run(key, args))
+        return results
+
+
+class FakeAppendRedis:
+    """The client calls the appender makes: ``pipeline`` and ``script_load``."""
+
+    def __init__(self, server: FakeAppendServer) -> None:
+        self.server = server
+        self.executed: list[FakePipeline] = []
+        self.loads: list[str] = []
+        self.noscript: set[int] = set()
+        self.error: Exception | None = None
+
+    def pipeline(self, transaction: bool = True) -> FakePipeline:
+        assert transaction is False
+        return FakePipeline(self)
+
+    async def script_load(self, script: str) -> str:
+        self.loads.append(script)
+        return FakeScript.sha
+
+
+def appender(server: FakeAppendServer | None = None) -> tuple[MessageAppender, FakeAppendRedis, FakeScript]:
+    server = server or FakeAppendServer()
+    redis = FakeAppendRedis(server)
+    script = FakeScript(server)
+    return (
+        MessageAppender(redis, SimpleNamespace(append_message=script), maxlen=1000, dedupe_window=1000),
+        redis,
+        script,
+    )
+
+
+class FakeConnection:
+    """The pub/sub connection's connect callbacks, fired by ``reconnect`` as the client library does."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[object], None]] = []
+
+    def register_connect_callback(self, callback: Callable[[object], None]) -> None:
+        self.callbacks.append(callback)
+
+    def deregister_connect_callback(self, callback: Callable[[object], None]) -> None:
+        self.callbacks.remove(callback)
+
+    def reconnect(self) -> None:
+        for callback in list(self.callbacks):
+            callback(self)
+
+
+class FakePubSub:
+    """One pub/sub session as the hub reads it: confirmations and messages in order, or a failure.
+
+    ``publish`` queues a message on a channel; ``fail`` makes the next read
+    raise, like a dropped connection; ``hold_unsubscribe`` keeps an
+    ``unsubscribe`` waiting until it is cleared.
+    """
+
+    def __init__(self) -> None:
+        self.connection = FakeConnection()
+        self.channels: set[str] = set()
+        self.subscribes: list[tuple[str, ...]] = []
+        self.unsubscribing: list[str] = []
+        self.unsubscribed: list[str] = []
+        self.hold_unsubscribe: asyncio.Event | None = None
+        self.on_subscribe: Callable[[FakePubSub], None] = lambda pubsub: None
+        self.closed = False
+        self._inbox: asyncio.Queue[dict | Exception] = asyncio.Queue()
+
+    async def subscribe(self, *channels: str) -> None:
+        self.subscribes.append(channels)
+        for channel in channels:
+            self.channels.add(channel)
+            self._inbox.put_nowait({"type": "subscribe", "channel": channel, "data": 1})
+        self.on_subscribe(self)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.unsubscribing.append(channel)
+        if self.hold_unsubscribe is not None:
+            await self.hold_unsubscribe.wait()
+        self.channels.discard(channel)
+        self.unsubscribed.append(channel)
+
+    def publish(self, channel: str, data: str) -> None:
+        self._inbox.put_nowait({"type": "message", "channel": channel, "data": data})
+
+    def fail(self, error: Exception) -> None:
+        self._inbox.put_nowait(error)
+
+    def wake(self) -> None:
+        """Something arrives that is no message (a reply the library read), waking the reader."""
+        self._inbox.put_nowait({"type": "pong", "channel": None, "data": "x"})
+
+    async def get_message(self, timeout: float | None = None) -> dict | None:
+        try:
+            async with asyncio.timeout(timeout):
+                item = await self._inbox.get()
+        except TimeoutError:
+            return None
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    async def ping(self, message: str) -> None:
+        self._inbox.put_nowait({"type": "pong", "channel": None, "data": message})
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class FakePubSubClient:
+    """The hub's pub/sub client: each ``pubsub()`` is a new session, kept in ``sessions``."""
+
+    def __init__(self) -> None:
+        self.sessions: list[FakePubSub] = []
+        self.prepare: Callable[[FakePubSub], None] = lambda pubsub: None
+
+    def pubsub(self) -> FakePubSub:
+        session = FakePubSub()
+        self.prepare(session)
+        self.sessions.append(session)
+        return session
+
+
+def hub(client: FakePubSubClient | None = None, **kwargs: object) -> Hub:
+    """A hub over a fake pub/sub client; its health interval is long so no ping or deafness interferes."""
+    return Hub(redis=None, pubsub_redis=client or FakePubSubClient(), health_seconds=60, **kwargs)

@@ -1,0 +1,277 @@
+"""The hub's fan-out and recovery, against fake subscribers and a fake pub/sub session: no server."""
+
+import asyncio
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from services.common.redis_schema import REVOCATIONS_CHANNEL, room_key
+from services.gateway import hub as hub_module
+from services.gateway import timeline
+from services.gateway.closes import Close
+from services.gateway.hub import LocalRoom
+from services.gateway.protocol import encode_text_frame
+from tests.unit.fakes import FakePubSubClient, FakeSubscriber, event, hub, until
+
+CHANNEL = room_key("ROOM")
+
+
+@pytest.fixture
+def encodes(monkeypatch):
+    """Counts the room's frame encodings."""
+    calls: list[str] = []
+
+    def counting(text: str) -> bytes:
+        calls.append(text)
+        return encode_text_frame(text)
+
+    monkeypatch.setattr(hub_module, "encode_text_frame", counting)
+    return calls
+
+
+# LocalRoom.dispatch
+
+
+async def test_events_reach_every_socket_in_order_encoded_once_each(encodes):
+    room = LocalRoom("ROOM")
+    members = [FakeSubscriber(username=name) for name in ("ana", "ben", "cai")]
+    room.sockets.update(members)
+    events = [event(ms) for ms in (1, 2, 3)]
+    for event_id, frame in events:
+        assert room.dispatch(event_id, frame) == 3
+    assert encodes == [frame for _, frame in events]
+    for member in members:
+        assert member.ids == [(1, 0), (2, 0), (3, 0)]
+        assert [wire for _, _, wire in member.delivered] == [encode_text_frame(frame) for _, frame in events]
+    for position in range(3):
+        wires = {id(member.delivered[position][2]) for member in members}
+        assert len(wires) == 1, "every socket gets the same encoded bytes object"
+
+
+async def test_duplicates_and_older_events_are_dropped(encodes):
+    room = LocalRoom("ROOM")
+    member = FakeSubscriber()
+    room.sockets.add(member)
+    room.dispatch(*event(5))
+    assert room.dispatch(*event(5)) == 0
+    assert room.dispatch(*event(4)) == 0
+    assert room.dispatch((5, 0), event(5)[1]) == 0
+    assert room.dispatch((5, 1), event(5)[1]) == 1
+    assert member.ids == [(5, 0), (5, 1)]
+    assert len(encodes) == 2, "a dropped event is not encoded"
+    assert room.last_id == (5, 1)
+
+
+async def test_an_empty_room_still_moves_its_last_id():
+    room = LocalRoom("ROOM")
+    assert room.dispatch(*event(3)) == 0
+    member = FakeSubscriber()
+    room.sockets.add(member)
+    assert room.dispatch(*event(2)) == 0
+    assert member.delivered == []
+
+
+async def test_seen_only_moves_last_id_forward():
+    room = LocalRoom("ROOM")
+    member = FakeSubscriber()
+    room.sockets.add(member)
+    room.seen(None)
+    assert room.last_id is None
+    room.seen((7, 0))
+    assert room.last_id == (7, 0)
+    room.seen((6, 0))
+    room.seen(None)
+    assert room.last_id == (7, 0)
+    assert room.dispatch(*event(7)) == 0
+    assert room.dispatch(*event(6)) == 0
+    assert room.dispatch(*event(8)) == 1
+    assert member.ids == [(8, 0)]
+
+
+async def test_typing_skips_every_socket_of_its_author(encodes):
+    room = LocalRoom("ROOM")
+    ana_tab1, ana_tab2 = FakeSubscriber(username="ana"), FakeSubscriber(username="ana", session_id="s2")
+    ben = FakeSubscriber(username="ben", session_id="s3")
+    room.sockets.update({ana_tab1, ana_tab2, ben})
+    frame = '{"type":"typing","username":"ana"}'
+    room.dispatch_ephemeral(frame)
+    assert ana_tab1.ephemeral == [] and ana_tab2.ephemeral == []
+    assert ben.ephemeral == [encode_text_frame(frame)]
+    assert encodes == [frame]
+    assert room.last_id is None, "an ephemeral frame is no event"
+
+
+# Hub._handle and _dispatch
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "not json",
+        "",
+        "[1, 2]",
+        '"a string"',
+        "null",
+        '{"id":"not-an-id","type":"message"}',
+        '{"id":"12',
+        '{"id":"-"}',
+    ],
+)
+async def test_foreign_garbage_on_a_room_channel_is_ignored(garbage):
+    fanned: list[int] = []
+    the_hub = hub(on_fanout=fanned.append)
+    room = the_hub.rooms["ROOM"] = LocalRoom("ROOM")
+    member = FakeSubscriber()
+    room.sockets.add(member)
+    the_hub._handle({"type": "message", "channel": CHANNEL, "data": garbage})
+    assert member.delivered == [] and member.ephemeral == [] and member.closed == []
+    assert room.last_id is None and fanned == []
+    the_hub._handle({"type": "message", "channel": CHANNEL, "data": event(1)[1]})
+    assert member.ids == [(1, 0)] and fanned == [1], "the room still works after the garbage"
+
+
+async def test_a_revocation_closes_that_sessions_sockets_only():
+    the_hub = hub()
+    mine, other = FakeSubscriber(session_id="s1"), FakeSubscriber(session_id="s2")
+    the_hub.watch_session(mine)
+    the_hub.watch_session(other)
+    the_hub._handle({"type": "message", "channel": REVOCATIONS_CHANNEL, "data": "s1"})
+    assert [code for code, _ in mine.closed] == [Close.SESSION_ENDED]
+    assert other.closed == []
+
+
+# Recovery after a dropped subscription
+
+
+@pytest.fixture
+def missed(monkeypatch):
+    """The room's stream as ``timeline.events_after`` reads it; records each read."""
+    stream: list[tuple[tuple[int, int], str]] = []
+    reads: list[tuple[str, tuple[int, int]]] = []
+
+    async def events_after(redis, code, after):
+        reads.append((code, after))
+        return [(event_id, frame) for event_id, frame in stream if event_id > after]
+
+    monkeypatch.setattr(timeline, "events_after", events_after)
+    monkeypatch.setattr(hub_module, "MIN_BACKOFF_SECONDS", 0)
+    return stream, reads
+
+
+async def _running_hub(client: FakePubSubClient, **kwargs):
+    the_hub = hub(client, **kwargs)
+    await the_hub.start()
+    member = FakeSubscriber()
+    async with asyncio.timeout(5):
+        await the_hub.attach(member)
+    await until(the_hub.connected.is_set)
+    return the_hub, member
+
+
+async def test_after_a_dropped_subscription_missed_events_come_first_and_once(missed):
+    stream, reads = missed
+    reconnects: list[None] = []
+    client = FakePubSubClient()
+    the_hub, member = await _running_hub(client, on_reconnect=lambda: reconnects.append(None))
+    try:
+        first = client.sessions[0]
+        stream.append(event(1))
+        first.publish(CHANNEL, event(1)[1])
+        await until(lambda: member.ids == [(1, 0)])
+
+        # While the connection is down, 2 and 3 are stored; 3 is also heard live on the new session,
+        # read while the hub subscribes (before it reads the stream), and 4 comes after.
+        stream.extend([event(2), event(3)])
+
+        def on_new_session(pubsub):
+            pubsub.on_subscribe = lambda session: session.publish(CHANNEL, event(3)[1])
+
+        client.prepare = on_new_session
+        first.fail(RedisConnectionError("connection lost"))
+        await until(lambda: len(client.sessions) == 2 and the_hub.connected.is_set())
+        client.sessions[1].publish(CHANNEL, event(4)[1])
+        # Messages are handled in order: once 4 is in, any duplicate before it would be too.
+        await until(lambda: (4, 0) in member.ids)
+
+        assert member.ids == [(1, 0), (2, 0), (3, 0), (4, 0)]
+        assert reads == [("ROOM", (1, 0))]
+        assert reconnects == [None]
+        assert first.closed
+        assert CHANNEL in client.sessions[1].channels and REVOCATIONS_CHANNEL in client.sessions[1].channels
+    finally:
+        await the_hub.stop()
+
+
+async def test_a_reconnect_behind_the_hubs_back_runs_recovery(missed):
+    stream, reads = missed
+    client = FakePubSubClient()
+    the_hub, member = await _running_hub(client)
+    try:
+        first = client.sessions[0]
+        stream.append(event(1))
+        first.publish(CHANNEL, event(1)[1])
+        await until(lambda: member.ids == [(1, 0)])
+
+        # The client library reconnects on its own and re-subscribes: 2 was published in between, unheard.
+        stream.append(event(2))
+        first.connection.reconnect()
+        first.wake()
+        await until(lambda: len(client.sessions) == 2 and the_hub.connected.is_set())
+        await until(lambda: (2, 0) in member.ids)
+
+        assert member.ids == [(1, 0), (2, 0)]
+        assert reads == [("ROOM", (1, 0))]
+        assert first.closed and first.connection.callbacks == [], "the old connection is no longer watched"
+    finally:
+        await the_hub.stop()
+
+
+async def test_a_connect_callback_for_another_connection_is_not_a_reset(missed):
+    _, reads = missed
+    client = FakePubSubClient()
+    the_hub, member = await _running_hub(client)
+    try:
+        the_hub._connection_reset(object())
+        client.sessions[0].publish(CHANNEL, event(1)[1])
+        await until(lambda: member.ids == [(1, 0)])
+        assert len(client.sessions) == 1 and reads == []
+    finally:
+        await the_hub.stop()
+
+
+async def test_the_unsubscribe_task_is_kept_until_it_is_done():
+    """Issue 11 defect 2: a task nobody references may be collected before it runs."""
+    client = FakePubSubClient()
+    the_hub, member = await _running_hub(client)
+    try:
+        session = client.sessions[0]
+        session.hold_unsubscribe = asyncio.Event()
+        the_hub.detach(member)
+        assert "ROOM" not in the_hub.rooms
+        assert len(the_hub._unsubscribes) == 1
+        (task,) = the_hub._unsubscribes
+        await until(lambda: session.unsubscribing == [CHANNEL])
+        assert not task.done() and task in the_hub._unsubscribes
+        session.hold_unsubscribe.set()
+        await task
+        await asyncio.sleep(0)
+        assert the_hub._unsubscribes == set()
+        assert session.unsubscribed == [CHANNEL]
+    finally:
+        await the_hub.stop()
+
+
+async def test_a_room_joined_again_before_its_unsubscribe_runs_stays_subscribed():
+    client = FakePubSubClient()
+    the_hub, member = await _running_hub(client)
+    try:
+        the_hub.detach(member)
+        again = FakeSubscriber(session_id="s2")
+        async with asyncio.timeout(5):
+            await the_hub.attach(again)
+        await until(lambda: not the_hub._unsubscribes)
+        assert client.sessions[0].unsubscribed == []
+        client.sessions[0].publish(CHANNEL, event(1)[1])
+        await until(lambda: again.ids == [(1, 0)])
+    finally:
+        await the_hub.stop()
