@@ -13,9 +13,9 @@
   docs/operations.md.
 - deploy/grafana/: the sample dashboard only uses metrics the services export.
 
-Only test_compose_stack_comes_up_scaled needs a Docker engine; it skips
-without one (marked needs_docker: the one skip CI allows). Dependencies: the "test" extra in pyproject.toml (and checkov, in its
-own virtualenv: tests/requirements-checkov.txt).
+The same files run for real in tests/containers/ (a Docker engine needed).
+Dependencies: the "test" extra in pyproject.toml (and checkov, in its own
+virtualenv: tests/requirements-checkov.txt).
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +65,7 @@ K8S = REPO / "deploy" / "k8s"
 KUSTOMIZATIONS = {"base": K8S / "base", "dev": K8S / "overlays" / "dev"}
 DASHBOARD = REPO / "deploy" / "grafana" / "sala-dashboard.json"
 OPERATIONS = REPO / "docs" / "operations.md"
+ENSURE_DOCKER = REPO / "tools" / "ensure-docker.sh"
 
 SALA_SERVICES = ("auth", "rooms", "gateway")
 GATEWAY_DRAIN_SECONDS = 10
@@ -80,6 +78,7 @@ CHECKOV_ACCEPTED = {
     "CKV_K8S_15": "imagePullPolicy IfNotPresent with immutable release tags",
     "CKV_K8S_35": "connection URLs reach the services as environment variables from Secrets",
     "CKV_K8S_43": "images referenced by tag; digests pinned at release time",
+    "CKV_DOCKER_7": "base images are build arguments with pinned defaults (checked here)",
 }
 
 
@@ -134,8 +133,8 @@ def test_compose_schema_check_is_not_vacuous(compose: dict[str, Any]) -> None:
 
 def test_compose_has_the_whole_stack(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {"postgres", "redis", "keygen", "auth", "rooms", "gateway", "edge"}
-    assert compose["services"]["postgres"]["image"].startswith("postgres:16")
-    assert re.fullmatch(r"(redis:7[\w.-]*|valkey/valkey:8[\w.-]*)", compose["services"]["redis"]["image"])
+    assert interpolate(compose["services"]["postgres"]["image"], {}).startswith("postgres:16")
+    assert re.fullmatch(r"(redis:7[\w.-]*|valkey/valkey:8[\w.-]*)", interpolate(compose["services"]["redis"]["image"], {}))
     for name in SALA_SERVICES:
         assert compose["services"][name]["command"] == ["python", "-m", f"services.{name}"]
     for name in ("postgres", "redis"):
@@ -168,8 +167,9 @@ def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -
         assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
         assert check.get("interval") and check.get("retries"), f"{name}: healthcheck without interval/retries"
     assert "pg_isready" in " ".join(compose["services"]["postgres"]["healthcheck"]["test"])
+    # Ready, not merely alive: a gateway that cannot reach Redis shows unhealthy.
     for name in SALA_SERVICES:
-        assert "/healthz" in " ".join(compose["services"][name]["healthcheck"]["test"])
+        assert "/readyz" in " ".join(compose["services"][name]["healthcheck"]["test"])
 
 
 def test_start_order_waits_for_health_and_keys(compose: dict[str, Any]) -> None:
@@ -185,16 +185,25 @@ def test_start_order_waits_for_health_and_keys(compose: dict[str, Any]) -> None:
     assert set(services["edge"]["depends_on"]) == set(SALA_SERVICES)
 
 
-def test_jwt_keys_come_from_the_keygen_volume(compose: dict[str, Any]) -> None:
+def test_the_signing_key_reaches_auth_only(compose: dict[str, Any]) -> None:
     services = compose["services"]
     keygen = services["keygen"]
-    assert keygen["command"][:4] == ["python", "-m", "services.common.keys", "generate"]
-    key_dir = keygen["command"][keygen["command"].index("--dir") + 1]
-    assert f"jwt-keys:{key_dir}" in keygen["volumes"]
+    script = keygen["command"][-1]
+    assert "python -m services.common.keys generate --dir /keys" in script
+    assert "cp /keys/verify.pem /verify/verify.pem" in script
+    assert set(keygen["volumes"]) == {"jwt-keys:/keys", "jwt-verify:/verify"}
+    for name, service in services.items():
+        mounted = {volume.split(":", 1)[0] for volume in service.get("volumes", [])}
+        if name in ("auth", "keygen"):
+            assert "jwt-keys" in mounted, name
+        else:
+            assert "jwt-keys" not in mounted, f"{name} mounts the signing key pair"
     for name in SALA_SERVICES:
-        assert f"jwt-keys:{key_dir}:ro" in services[name]["volumes"], f"{name} must mount the keys read-only"
-        assert services[name]["environment"]["SALA_JWT_VERIFY_KEYS_FILE"] == f"{key_dir}/verify.pem"
-    assert services["auth"]["environment"]["SALA_JWT_SIGNING_KEY_FILE"] == f"{key_dir}/signing.pem"
+        assert "jwt-verify:/verify:ro" in services[name]["volumes"], f"{name} must mount the verify key read-only"
+        assert services[name]["environment"]["SALA_JWT_VERIFY_KEYS_FILE"] == "/verify/verify.pem"
+        assert "SALA_JWT_SIGNING_KEY_FILE" not in services[name]["environment"] or name == "auth"
+    assert "jwt-keys:/keys:ro" in services["auth"]["volumes"]
+    assert services["auth"]["environment"]["SALA_JWT_SIGNING_KEY_FILE"] == "/keys/signing.pem"
 
 
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE|_KEY$|APIKEY|API_KEY|CREDENTIAL)", re.I)
@@ -217,7 +226,8 @@ def test_no_literal_secrets_in_compose(compose: dict[str, Any]) -> None:
     assert "-----BEGIN" not in text, "a PEM block in docker-compose.yml"
     for path, value in _walk_strings(compose):
         name = path.rsplit("/", 1)[-1]
-        if SECRET_NAME.search(name) and not name.endswith("_FILE"):
+        # An empty value blanks a variable (the password env_file would pass): no secret.
+        if SECRET_NAME.search(name) and not name.endswith("_FILE") and value != "":
             assert INTERPOLATED.match(value), f"{path} holds a literal secret; use ${{{name}:?...}} from .env"
         # user:password@ in a URL: the password part must be interpolated.
         for match in re.finditer(r"://[^:/@\s]+:([^@\s]+)@", value):
@@ -233,15 +243,72 @@ def test_compose_refuses_to_start_without_a_postgres_password(compose: dict[str,
         interpolate_tree(compose, env)
 
 
+def _env_example_documented() -> dict[str, str]:
+    """Every variable .env.example shows, set or commented out, with the value it shows."""
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    shown = dict(re.findall(r"^#\s*([A-Z][A-Z0-9_]+)=(.*)$", text, re.M))
+    return {**shown, **read_env_file(ENV_EXAMPLE)}
+
+
+def _service_settings() -> dict[str, Any]:
+    """Every SALA_* setting of the three services, with its default (None where it has none)."""
+    from pydantic_core import PydanticUndefined
+
+    from services.auth.settings import AuthSettings
+    from services.gateway.settings import GatewaySettings
+    from services.rooms.settings import RoomsSettings
+
+    settings: dict[str, Any] = {}
+    for model in (AuthSettings, RoomsSettings, GatewaySettings):
+        for name, info in model.model_fields.items():
+            default = None if info.default is PydanticUndefined or info.default_factory else info.default
+            settings.setdefault(f"SALA_{name.upper()}", default)
+    return settings
+
+
+def _as_env(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def test_env_example_documents_every_variable_compose_reads(compose: dict[str, Any]) -> None:
     text = COMPOSE_FILE.read_text(encoding="utf-8")
     used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
-    documented = set(read_env_file(ENV_EXAMPLE)) | set(
-        re.findall(r"^#\s*([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text(encoding="utf-8"), re.M)
-    )
+    documented = set(_env_example_documented())
     assert used - documented == set(), "variables read by docker-compose.yml but not in .env.example"
-    assert documented - used == set(), "variables in .env.example that docker-compose.yml never reads"
+    # The rest are service settings, which reach the services through env_file.
+    assert {v for v in documented - used if not v.startswith("SALA_")} == set(), "variables nothing reads"
     assert read_env_file(ENV_EXAMPLE)["POSTGRES_PASSWORD"] == "", ".env.example must not ship a password"
+
+
+def test_env_example_lists_every_setting_with_its_default(compose: dict[str, Any]) -> None:
+    documented = _env_example_documented()
+    settings = _service_settings()
+    missing = sorted(set(settings) - set(documented) - {"SALA_GATEWAY_ID"})
+    assert missing == [], f"settings missing from .env.example: {missing}"
+    fixed = set(compose["x-sala-env"]) | {"SALA_DATABASE_URL", "SALA_JWT_SIGNING_KEY_FILE"}
+    for name, default in settings.items():
+        if name in fixed or default is None or name == "SALA_ALLOWED_ORIGINS":
+            continue
+        assert documented[name] == _as_env(default), f".env.example shows {name}={documented[name]}, the default is {default}"
+    for name in fixed - {"POSTGRES_PASSWORD"}:
+        assert name in documented, f"{name}, set by docker-compose.yml, is not listed in .env.example"
+
+
+def test_every_setting_in_the_env_file_reaches_the_services(compose: dict[str, Any]) -> None:
+    for name in SALA_SERVICES:
+        service = compose["services"][name]
+        [env_file] = service["env_file"]
+        assert interpolate(env_file["path"], {}) == ".env" and env_file["required"] is False, name
+        # env_file would also hand them the Postgres password of .env: only auth keeps it, in its URL.
+        assert service["environment"]["POSTGRES_PASSWORD"] == "", name
+        for setting in service["environment"]:
+            assert setting == "POSTGRES_PASSWORD" or setting.startswith("SALA_"), f"{name}: {setting}"
 
 
 def test_compose_interpolation_gives_working_urls(compose: dict[str, Any], compose_env: dict[str, str]) -> None:
@@ -275,61 +342,102 @@ def test_compose_edge_balances_over_all_gateways(compose: dict[str, Any]) -> Non
     assert edge["environment"]["CHAT_PORT"] == "8080"
 
 
-def _docker_available() -> bool:
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
-    try:
-        return subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+def test_images_build_without_a_registry_frontend_or_fixed_base(compose: dict[str, Any]) -> None:
+    """No syntax directive (BuildKit would fetch a frontend image); base images are pinned build arguments."""
+    defaults = {}
+    for dockerfile in (DOCKERFILE, EDGE_DOCKERFILE):
+        text = dockerfile.read_text(encoding="utf-8")
+        assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I), f"{dockerfile.name}: syntax directive"
+        instructions = dockerfile_instructions(dockerfile)
+        args = _global_args(instructions)
+        for kind, value in instructions:
+            if kind == "FROM" and "--from" not in value:
+                image = value.split()[0]
+                assert re.fullmatch(r"\$\{(\w+)\}", image), f"{dockerfile.name}: FROM {image} is not a build argument"
+                default = args[image[2:-1]]
+                assert re.search(r":[\w.-]+$", default) and not default.endswith(":latest"), default
+                defaults[image[2:-1]] = default
+    assert set(defaults) == {"PYTHON_IMAGE", "CADDY_IMAGE"}
+    # compose passes the same defaults, each overridable from .env.
+    sala = compose["x-sala-service"]["build"]["args"]
+    edge = compose["services"]["edge"]["build"]["args"]
+    assert interpolate(sala["PYTHON_IMAGE"], {}) == defaults["PYTHON_IMAGE"]
+    assert interpolate(edge["CADDY_IMAGE"], {}) == defaults["CADDY_IMAGE"]
+    assert interpolate(sala["PYTHON_IMAGE"], {"SALA_PYTHON_IMAGE": "mirror/python:x"}) == "mirror/python:x"
+    for name in ("postgres", "redis"):
+        assert interpolate(compose["services"][name]["image"], {f"SALA_{name.upper()}_IMAGE": "mirror/x:1"}) == "mirror/x:1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _global_args(instructions: list[tuple[str, str]]) -> dict[str, str]:
+    """ARG name=default pairs declared before the first FROM."""
+    args = {}
+    for kind, value in instructions:
+        if kind == "FROM":
+            break
+        if kind == "ARG" and "=" in value:
+            name, default = value.split("=", 1)
+            args[name] = default
+    return args
 
 
-@pytest.mark.needs_docker
-def test_compose_stack_comes_up_scaled(tmp_path: Path) -> None:
-    """Build the images and run the stack with three gateways. Needs a Docker engine."""
-    if not _docker_available():
-        pytest.skip("needs a Docker engine (`docker info` fails here); the rest of this file checks compose offline")
-    project = f"sala-test-{secrets.token_hex(4)}"
-    port = _free_port()
-    env = dict(os.environ, POSTGRES_PASSWORD=secrets.token_urlsafe(24), CHAT_PORT=str(port))
-    base = ["docker", "compose", "-p", project, "-f", str(COMPOSE_FILE)]
-    try:
-        subprocess.run([*base, "up", "-d", "--build", "--wait", "--scale", "gateway=3"], env=env, check=True, timeout=1200)
-        running = subprocess.run(
-            [*base, "ps", "-q", "gateway"], env=env, check=True, capture_output=True, text=True
-        ).stdout.split()
-        assert len(running) == 3
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/auth/.well-known/jwks.json", timeout=5) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-            assert response.status == 200
-            assert response.headers["X-Content-Type-Options"] == "nosniff"
-    finally:
-        subprocess.run([*base, "down", "-v", "--remove-orphans"], env=env, timeout=300)
+def test_ensure_docker_provides_every_base_image(compose: dict[str, Any]) -> None:
+    """tools/ensure-docker.sh builds a local stand-in for each base image the project names."""
+    script = ENSURE_DOCKER.read_text(encoding="utf-8")
+    provided = set(re.findall(r"^[A-Z]+_IMAGE=(\S+)$", script, re.M)) - {"sala-local/debian:$SUITE"}
+    named = {_global_args(dockerfile_instructions(d))[k] for d, k in ((DOCKERFILE, "PYTHON_IMAGE"), (EDGE_DOCKERFILE, "CADDY_IMAGE"))}
+    named |= {interpolate(compose["services"][name]["image"], {}) for name in ("postgres", "redis")}
+    assert named == provided
+
+
+def test_extra_ca_certificates_reach_the_build_only(compose: dict[str, Any]) -> None:
+    builder, runtime = stages(dockerfile_instructions(DOCKERFILE))
+    pip_runs = [args for kind, args in builder if kind == "RUN" and "pip install" in args]
+    assert pip_runs and all("--mount=type=secret,id=build_ca_certificates,required=false" in a for a in pip_runs)
+    assert all("with-build-ca" in a for a in pip_runs)
+    assert not any("secret" in args or "with-build-ca" in args for _, args in runtime), "the CA reaches the image"
+    assert not any(kind == "COPY" and "--from=builder" in args and "/usr/local/bin" in args for kind, args in runtime)
+    secret = compose["secrets"]["build_ca_certificates"]["file"]
+    assert interpolate(secret, {}) == "/dev/null", "without SALA_BUILD_CA_CERTIFICATES no certificate is used"
+    assert compose["x-sala-service"]["build"]["secrets"] == ["build_ca_certificates"]
+
+
+def test_with_build_ca_adds_to_pips_bundle_only_when_given(tmp_path: Path) -> None:
+    """The helper, run outside an image: the PIP_CERT a command sees with and without the secret."""
+    helper = REPO / "deploy" / "docker" / "with-build-ca.sh"
+    env = {k: v for k, v in os.environ.items() if k != "PIP_CERT"}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    show = [sys.executable, "-c", "import os; print(os.environ.get('PIP_CERT', 'none'))"]
+    plain = subprocess.run(["sh", str(helper), *show], capture_output=True, text=True, timeout=30, env=env)
+    assert plain.returncode == 0 and plain.stdout.strip() == "none", plain.stderr
+    extra = tmp_path / "extra.pem"
+    extra.write_text("-----BEGIN CERTIFICATE-----\nnot a real one\n-----END CERTIFICATE-----\n")
+    edited = helper.read_text(encoding="utf-8").replace("/run/secrets/build_ca_certificates", str(extra))
+    (tmp_path / "helper.sh").write_text(edited)
+    peek = [sys.executable, "-c", "import os; print(open(os.environ['PIP_CERT']).read().count('BEGIN CERTIFICATE'))"]
+    given = subprocess.run(["sh", str(tmp_path / "helper.sh"), *peek], capture_output=True, text=True, timeout=30, env=env)
+    assert given.returncode == 0, given.stderr
+    assert int(given.stdout) > 1, "the extra certificate must be added to pip's bundle, not replace it"
+
+
+def test_compose_restart_policy_is_stated(compose: dict[str, Any]) -> None:
+    """A crashed process restarts; what a `docker kill` needs is said in the file and the docs."""
+    for name, service in compose["services"].items():
+        if name != "keygen":
+            assert service["restart"] == "unless-stopped", name
+    assert "docker compose up -d" in COMPOSE_FILE.read_text(encoding="utf-8")
+    assert "`docker kill`" in OPERATIONS.read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------- dockerfiles ---
 
 
 def test_service_image_is_multi_stage_slim_and_unprivileged() -> None:
-    builder, runtime = stages(dockerfile_instructions(DOCKERFILE))
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+ AS builder", builder[0][1]), builder[0]
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+ AS runtime", runtime[0][1]), runtime[0]
+    instructions = dockerfile_instructions(DOCKERFILE)
+    builder, runtime = stages(instructions)
+    base = _global_args(instructions)["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base
+    assert builder[0][1] == "${PYTHON_IMAGE} AS builder", builder[0]
+    assert runtime[0][1] == "${PYTHON_IMAGE} AS runtime", runtime[0]
     builder_text = " ".join(args for _, args in builder)
     assert "pyproject.toml" in builder_text and "pip install" in builder_text and "venv" in builder_text
     runtime_args = {kind: [args for k, args in runtime if k == kind] for kind in {k for k, _ in runtime}}
@@ -371,8 +479,10 @@ def test_service_image_copies_what_pip_install_needs() -> None:
 
 
 def test_edge_image_serves_the_web_ui_with_the_caddyfiles() -> None:
-    [edge] = stages(dockerfile_instructions(EDGE_DOCKERFILE))
-    assert edge[0] == ("FROM", "caddy:2.11")
+    instructions = dockerfile_instructions(EDGE_DOCKERFILE)
+    [edge] = stages(instructions)
+    assert edge[0] == ("FROM", "${CADDY_IMAGE}")
+    assert _global_args(instructions)["CADDY_IMAGE"] == "caddy:2.11"
     copies = [args for kind, args in edge if kind == "COPY"]
     assert "deploy/caddy/Caddyfile /etc/caddy/Caddyfile" in copies
     assert "deploy/caddy/Caddyfile.compose /etc/caddy/Caddyfile.compose" in copies
@@ -799,3 +909,36 @@ def test_dashboard_panels_query_metrics_the_services_export() -> None:
             for metric in re.findall(r"\b(sala_[a-z0-9_]+)", target["expr"]):
                 base = re.sub(r"_(bucket|sum|count)$", "", metric)
                 assert metric in exported or base in exported, f"{panel['title']}: {metric} is not exported"
+
+
+# ------------------------------------------------------------ docs in step ---
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def test_documented_detection_time_matches_compose_and_kubernetes(compose: dict[str, Any]) -> None:
+    in_compose = float(interpolate(compose["x-sala-env"]["SALA_PRESENCE_TIMEOUT_SECONDS"], {}))
+    [config] = [d for d in render_kustomization(KUSTOMIZATIONS["base"]) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "sala-config"]
+    in_kubernetes = float(config["data"]["SALA_PRESENCE_TIMEOUT_SECONDS"])
+    assert in_compose == in_kubernetes, "compose and Kubernetes detect a dead gateway at different times"
+    default = _service_settings()["SALA_PRESENCE_TIMEOUT_SECONDS"]
+    # The reaper runs every second: detection takes at most the timeout + 1 s.
+    sentence = (
+        f"(`SALA_PRESENCE_TIMEOUT_SECONDS` ({_seconds(default)} s by default; compose and Kubernetes set it to "
+        f"{_seconds(in_compose)} s, so a dead gateway is detected within {_seconds(in_compose + 1)} s)"
+    )
+    assert sentence[1:] in " ".join(OPERATIONS.read_text(encoding="utf-8").split()), f"docs/operations.md must say: {sentence}"
+    assert _env_example_documented()["SALA_PRESENCE_TIMEOUT_SECONDS"] == _seconds(in_compose)
+
+
+def test_documented_balancing_policy_matches_the_edges() -> None:
+    for caddyfile in (CADDYFILE, CADDYFILE_COMPOSE):
+        [gateways] = [h for h in _handlers(_caddy_adapt(caddyfile), "reverse_proxy") if "gateway" in json.dumps(h)]
+        assert gateways["load_balancing"]["selection_policy"] == {"policy": "query", "key": "room"}, caddyfile.name
+    operations = OPERATIONS.read_text(encoding="utf-8")
+    assert "*hashing the room* (`lb_policy query room`" in operations
+    for path in (OPERATIONS, REPO / "docs" / "architecture.md", K8S / "base" / "gateway.yaml", COMPOSE_FILE):
+        text = path.read_text(encoding="utf-8").lower()
+        assert "least connections" not in text and "least_conn" not in text, f"{path.name} still says least connections"
