@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 from tests.conftest import TEST_SETTINGS
 from tests.e2e.helpers import (
     create_room,
+    log_out,
     members,
     messages_with,
     new_person,
@@ -78,6 +79,16 @@ def test_a_member_who_presses_leave_is_announced_at_once(new_page) -> None:
     expect(leave).to_have_count(1)
     expect(members(alice)).to_have_count(1)
     # Recorded when pressed, not when a grace ran out.
+    assert int(leave.get_attribute("data-ts")) - pressed < GRACE_MS
+
+
+def test_logging_out_in_a_room_is_a_leave_at_once(new_page) -> None:
+    alice, bob, _, _, b_name = two_in_a_room(new_page)
+    pressed = bob.evaluate("Date.now()")
+    log_out(bob)
+    leave = leaves(alice, b_name)
+    expect(leave).to_have_count(1)
+    expect(members(alice)).to_have_count(1)
     assert int(leave.get_attribute("data-ts")) - pressed < GRACE_MS
 
 
