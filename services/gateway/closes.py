@@ -15,6 +15,8 @@ class Close(IntEnum):
     LEFT = 1000
     # A binary frame: the protocol is text (JSON) only.
     UNSUPPORTED = 1003
+    # A text frame that is not UTF-8 (sent by the gateway's WebSocket protocol).
+    INVALID_DATA = 1007
     # A cross-site handshake, or a client that kept sending past its budget.
     POLICY = 1008
     # A frame over the size limit (sent by the WebSocket layer).

@@ -273,7 +273,8 @@ class ClientConnection:
                 if isinstance(item, _Close):
                     raise CloseSocket(item.code, item.reason)
                 event_id, frame = item
-                if event_id is None or event_id > self.last_id:
+                # Once closing, the backlog is skipped: the close must not wait behind it for a peer that reads nothing.
+                if not self._closing and (event_id is None or event_id > self.last_id):
                     if event_id is not None:
                         self.last_id = event_id
                     self._sending = True

@@ -40,7 +40,6 @@ from services.gateway.limits import TokenBucket
 from services.gateway.mailbox import Gate, Mailbox
 
 WRITE_FRAME_EXTENSION = "sala.websocket.write_frame"
-INVALID_UTF8 = 1007
 # What a peer may still send once our close is out, while its close frame is awaited; past it, it is dropped.
 AFTER_CLOSE_BYTES = 64 * 1024
 
@@ -115,7 +114,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             text = data.decode()
         except UnicodeDecodeError:
             log.info("invalid UTF-8 in a text frame; closing the socket")
-            self.conn.send_close(INVALID_UTF8, "invalid UTF-8")
+            self.conn.send_close(Close.INVALID_DATA, "invalid UTF-8")
             self.handle_parser_exception()
             return
         self.queue.put_nowait({"type": "websocket.receive", "text": text})

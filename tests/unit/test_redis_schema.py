@@ -3,8 +3,7 @@
 import orjson
 import pytest
 
-from services.common.redis_schema import event_frame, parse_event_id
-from services.gateway.hub import frame_event_id
+from services.common.redis_schema import event_frame, frame_event_id, parse_event_id
 
 
 def test_event_ids_sort_like_the_timeline():
@@ -22,4 +21,5 @@ def test_event_frame_puts_the_id_first_and_stays_valid_json():
     body = orjson.dumps({"type": "message", "username": "ana", "text": 'say "hi" {}', "ts": "2026-01-01T00:00:00.000Z"})
     frame = event_frame("1700000000000-3", body.decode())
     assert orjson.loads(frame) == {"id": "1700000000000-3", **orjson.loads(body)}
-    assert frame_event_id(frame) == (1700000000000, 3)
+    assert frame_event_id(frame) == "1700000000000-3"
+    assert frame_event_id('{"type":"typing","username":"ana"}') is None, "an ephemeral frame has no id"
