@@ -138,7 +138,7 @@ def test_on_a_phone_members_fold_out_and_targets_are_large(new_page) -> None:
     listing = bob.get_by_test_id("member-list")
     toggle = bob.get_by_test_id("members-toggle")
     expect(listing).to_be_hidden()
-    expect(toggle).to_contain_text("2")
+    expect(bob.get_by_test_id("members-toggle-count")).to_have_text("2")
     expect(toggle).to_have_attribute("aria-expanded", "false")
     toggle.click()
     expect(toggle).to_have_attribute("aria-expanded", "true")

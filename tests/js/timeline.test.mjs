@@ -12,6 +12,13 @@ test('events go in id order, above the pending tail', () => {
   assert.equal(insertIndex([{ id: '5-0' }, { id: '6-0' }], '1-0'), 0);
 });
 
+test('only the tail of a long list is read', () => {
+  const read = [];
+  const items = { length: 10_000, at: (i) => { read.push(i); return { id: `${i}-0` }; } };
+  assert.equal(insertIndex(items, '20000-0'), 10_000);
+  assert.deepEqual(read, [9999, 9999]);
+});
+
 test('messages group by sender within five minutes unless one failed', () => {
   const a = { kind: 'message', sender: 'ana', ts: 0, status: 'sent' };
   assert.ok(groupsWith(a, { ...a, ts: 60_000 }));

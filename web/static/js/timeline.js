@@ -11,17 +11,20 @@ export const GROUP_WINDOW_MS = 5 * 60 * 1000;
  * order, each { id, pending }): in id order, but above the pending tail (own
  * messages not stored yet), which always stays last. Items without an id
  * (system lines) stay where they are relative to what precedes them.
+ * `items` is an array or { length, at(i) }; only the tail is read, so a
+ * new event costs the same however long the list is.
  */
 export function insertIndex(items, id) {
-  let at = items.findIndex((it) => it.pending);
-  if (at < 0) at = items.length;
-  if (id == null) return at;
-  while (at > 0) {
-    const prev = items[at - 1];
+  const at = (i) => (typeof items.at === 'function' ? items.at(i) : items[i]);
+  let i = items.length;
+  while (i > 0 && at(i - 1).pending) i -= 1;
+  if (id == null) return i;
+  while (i > 0) {
+    const prev = at(i - 1);
     if (prev.id == null || compareIds(prev.id, id) <= 0) break;
-    at -= 1;
+    i -= 1;
   }
-  return at;
+  return i;
 }
 
 /** Whether `cur` is shown under `prev`'s header: same sender, close in time, neither failed. */

@@ -158,20 +158,16 @@ export function roomView(ctx) {
 
   // ---- members ------------------------------------------------------------
   const memberCount = h('span', { class: 'badge rounded-pill text-bg-secondary ms-1', testid: 'member-count', text: '0' });
+  // On a phone the list is folded away behind this toggle (app.css shows it there only).
+  const toggleCount = h('span', { class: 'badge rounded-pill text-bg-secondary', testid: 'members-toggle-count', text: '0' });
   const membersToggle = h('button', {
     type: 'button', class: 'members-toggle', testid: 'members-toggle', 'aria-expanded': 'false', 'aria-controls': 'member-list',
-  }, h('span', { i18n: 'room.members' }), memberCount, h('span', { class: 'members-caret', 'aria-hidden': 'true' }));
+  }, h('span', { i18n: 'room.members' }), toggleCount, h('span', { class: 'members-caret', 'aria-hidden': 'true' }));
   const memberList = h('ul', { class: 'member-list list-unstyled mb-0', id: 'member-list', testid: 'member-list', 'aria-labelledby': 'members-title' });
   const side = h('aside', { class: 'room-side', testid: 'room-side', 'aria-labelledby': 'members-title', dataset: { open: 'false' } },
-    h('h2', { class: 'h6 members-title mb-2', id: 'members-title' }, membersToggle),
+    h('h2', { class: 'h6 members-title mb-2', id: 'members-title' }, h('span', { i18n: 'room.members' }), memberCount),
+    membersToggle,
     memberList);
-  // The toggle only matters on a phone, where the list is folded away.
-  const phone = window.matchMedia('(max-width: 767.98px)');
-  const fitToggle = () => {
-    membersToggle.disabled = !phone.matches;
-  };
-  fitToggle();
-  phone.addEventListener('change', fitToggle);
   membersToggle.addEventListener('click', () => {
     const open = side.dataset.open !== 'true';
     side.dataset.open = String(open);
@@ -320,14 +316,20 @@ export function roomView(ctx) {
       h('span', { class: 'room-event-text', i18n: [key, params] }));
   }
 
+  /** The list as insertIndex reads it: items described on demand, from the end. */
+  function listItems() {
+    const children = list.children;
+    return { length: children.length, at: (i) => describe(children[i]) };
+  }
+
   /** A system line goes after the stored events, above the pending tail. */
   function appendSystem(li) {
-    list.insertBefore(li, list.children[insertIndex([...list.children].map(describe), null)] || null);
+    list.insertBefore(li, list.children[insertIndex(listItems(), null)] || null);
   }
 
   /** Insert in id order, above the pending tail (own messages not yet stored). */
   function insertOrdered(li) {
-    const at = insertIndex([...list.children].map(describe), li.dataset.sortId || null);
+    const at = insertIndex(listItems(), li.dataset.sortId || null);
     list.insertBefore(li, list.children[at] || null);
     regroup(li);
     if (li.nextElementSibling) regroup(li.nextElementSibling);
@@ -347,6 +349,7 @@ export function roomView(ctx) {
       h('span', { class: 'member-name', title: name, text: name }),
       name === you ? h('span', { class: 'msg-you ms-1', i18n: 'room.youMark' }) : null)));
     memberCount.textContent = String(names.length);
+    toggleCount.textContent = String(names.length);
   }
 
   // ---- typing ---------------------------------------------------------------
@@ -711,7 +714,6 @@ export function roomView(ctx) {
       disposed = true;
       clearTimeout(typingTimer);
       document.removeEventListener('visibilitychange', onVisibility);
-      phone.removeEventListener('change', fitToggle);
       conn.stop();
     },
   };
