@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 CHECKOV_INSTALLED := .venv-checkov/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: dev test lint install browser unit unit-js integration failure e2e soak bench fuzz up down clean
+.PHONY: dev test lint install browser docker unit unit-js integration failure e2e soak bench fuzz up down clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sala needs Python 3.11 or newer")'
@@ -27,9 +27,17 @@ install: $(INSTALLED)
 dev: install
 	$(BIN)/python -m tools.devstack
 
-## The whole suite with real servers, browser tests included.
-test: install $(CHECKOV_INSTALLED) browser unit-js
-	$(PYTEST)
+# The suites run a second time with Postgres and Redis in containers (testcontainers).
+CONTAINER_SUITES := tests/integration/test_delivery.py tests/integration/test_failures.py tests/integration/test_sessions.py
+
+## The whole suite with real servers, browser tests and the compose deployment included;
+## then the delivery, failure and session suites on testcontainers. Stops a dockerd that tools/ensure-docker.sh started.
+test: install $(CHECKOV_INSTALLED) browser unit-js docker
+	@status=0; \
+	$(PYTEST) || status=$$?; \
+	SALA_TEST_SERVERS=containers $(PYTEST) $(CONTAINER_SUITES) || status=$$?; \
+	bash tools/ensure-docker.sh stop; \
+	exit $$status
 
 ## Static checks: ruff on the Python code, a syntax check of the browser's modules.
 lint: install
@@ -38,6 +46,10 @@ lint: install
 
 browser:
 	@bash tools/ensure-browser.sh
+
+## A Docker engine with compose v2 and the base images (installed and started when missing and root on Debian).
+docker:
+	@bash tools/ensure-docker.sh
 
 unit: install $(CHECKOV_INSTALLED) unit-js
 	$(PYTEST) tests/unit
@@ -69,7 +81,7 @@ fuzz: install
 	SALA_FUZZ_EXAMPLES=$${SALA_FUZZ_EXAMPLES:-1000} $(PYTEST) tests/integration/test_fuzz.py
 
 ## The same system in containers, for a machine with Docker.
-up:
+up: docker
 	docker compose up --build --detach
 down:
 	docker compose down

@@ -2,6 +2,8 @@
 
 The stack is the one ``make dev`` runs (tools.devstack), on free ports, with a
 throwaway data folder and short timeouts so failure tests finish quickly.
+``SALA_TEST_SERVERS=containers`` runs its Postgres and Redis in containers
+(testcontainers, tests/containers/servers.py) instead of the embedded servers.
 """
 
 import os
@@ -37,11 +39,23 @@ TEST_SETTINGS = {
 }
 
 
+def _stack_class() -> type[Stack]:
+    """SALA_TEST_SERVERS: "embedded" (the default) or "containers"."""
+    servers = os.environ.get("SALA_TEST_SERVERS", "embedded")
+    if servers == "containers":
+        from tests.containers.servers import ContainerStack
+
+        return ContainerStack
+    if servers != "embedded":
+        raise pytest.UsageError(f"SALA_TEST_SERVERS must be embedded or containers, not {servers!r}")
+    return Stack
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="sala-test-") as tmp:
         data = Path(tmp)
-        running = Stack(
+        running = _stack_class()(
             data_dir=data / "data",
             ports=Ports.free(GATEWAYS),
             log_dir=Path(os.environ.get("SALA_TEST_LOG_DIR", data / "logs")),
