@@ -1,7 +1,8 @@
-"""The presence reaper: ends the leave grace that ran out, and heals occupancy after a gateway dies.
+"""The presence reaper: hands a dead gateway's sockets to the leave grace, and ends the graces that ran out.
 
-Every gateway and the rooms service run it; the work is one Lua script, so
-any number of reapers can run at once without handling an entry twice.
+Every gateway and the rooms service run it. Each step is a script on one
+room's keys or on one index, idempotent, so any number of reapers can run at
+once without removing a socket twice or emitting a leave twice.
 """
 
 import logging
@@ -12,7 +13,15 @@ from redis.exceptions import RedisError
 
 from services.common.background import Duties
 from services.common.clock import utc_now_iso
-from services.common.redis_schema import GATEWAYS, LINGERING, Scripts
+from services.common.redis_schema import (
+    DEAD_GATEWAYS,
+    GATEWAYS,
+    GRACE_VERSIONS,
+    GRACES,
+    Scripts,
+    gateway_rooms_key,
+    room_key,
+)
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -31,22 +40,51 @@ class ReaperSettings:
         return cls(settings.presence_timeout_seconds, settings.leave_grace_seconds, settings.room_history_max)
 
 
-async def reap_once(scripts: Scripts, settings: ReaperSettings) -> int:
-    """Handle what is due now; returns how many entries were handled."""
+async def index_grace(scripts: Scripts, code: str, next_due: int, version: int) -> None:
+    """Point the reaper at a room whose grace state a script just answered."""
+    if next_due > 0:
+        await scripts.index_grace(keys=[GRACES, GRACE_VERSIONS], args=[code, next_due, version])
+
+
+async def _reap_dead_gateways(redis: Redis, scripts: Scripts, settings: ReaperSettings) -> int:
+    """Hand the sockets of gateways silent for the timeout to the leave grace, room by room."""
+    handled = 0
+    grace_ms = int(settings.leave_grace_seconds * 1000)
+    for gateway_id in await scripts.mark_dead(
+        keys=[GATEWAYS, DEAD_GATEWAYS], args=[int(settings.presence_timeout_seconds * 1000)]
+    ):
+        rooms = gateway_rooms_key(gateway_id)
+        codes = await redis.srandmember(rooms, REAP_BATCH)
+        for code in codes:
+            next_due, version, _ = await scripts.drop_gateway(
+                keys=[room_key(code)], args=[gateway_id, grace_ms, utc_now_iso(), settings.history_max]
+            )
+            await index_grace(scripts, code, int(next_due), int(version))
+            await redis.srem(rooms, code)
+        handled += len(codes)
+        if len(codes) < REAP_BATCH:
+            await redis.srem(DEAD_GATEWAYS, gateway_id)
+    return handled
+
+
+async def _expire_graces(redis: Redis, scripts: Scripts, settings: ReaperSettings) -> int:
+    """Make the users whose grace ran out leave, in every room the index says is due."""
+    seconds, micros = await redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    due = await redis.zrangebyscore(GRACES, "-inf", now_ms, start=0, num=REAP_BATCH)
+    for code in due:
+        next_due, version, live = await scripts.expire_graces(
+            keys=[room_key(code)], args=[utc_now_iso(), settings.history_max, REAP_BATCH]
+        )
+        await scripts.settle_grace(keys=[GRACES, GRACE_VERSIONS], args=[code, next_due, version, live])
+    return len(due)
+
+
+async def reap_once(redis: Redis, scripts: Scripts, settings: ReaperSettings) -> int:
+    """Handle what is due now; returns how many rooms were handled."""
     total = 0
     while True:
-        handled = int(
-            await scripts.reap(
-                keys=[GATEWAYS, LINGERING],
-                args=[
-                    int(settings.presence_timeout_seconds * 1000),
-                    utc_now_iso(),
-                    settings.history_max,
-                    REAP_BATCH,
-                    int(settings.leave_grace_seconds * 1000),
-                ],
-            )
-        )
+        handled = await _reap_dead_gateways(redis, scripts, settings) + await _expire_graces(redis, scripts, settings)
         total += handled
         if handled < REAP_BATCH:
             return total
@@ -56,17 +94,17 @@ async def run_reaper(redis: Redis, scripts: Scripts, settings: ReaperSettings, d
     """Reap a few times per timeout until the service stops.
 
     Right after Redis restarts, every gateway's heartbeat looks old (none
-    could be written while it was down), so nothing is reaped until Redis
-    has been up for one timeout and live gateways have beaten again.
+    could be written while it was down), so no gateway is presumed dead until
+    Redis has been up for one timeout and live gateways have beaten again.
     """
     interval = min(1.0, settings.presence_timeout_seconds / 5, settings.leave_grace_seconds / 5)
     while True:
         try:
             uptime = int((await redis.info("server"))["uptime_in_seconds"])
             if uptime >= settings.presence_timeout_seconds:
-                handled = await reap_once(scripts, settings)
+                handled = await reap_once(redis, scripts, settings)
                 if handled:
-                    log.info("reaped dead gateways' sockets and ended leave graces", extra={"handled": handled})
+                    log.info("reaped dead gateways' sockets and ended leave graces", extra={"rooms": handled})
         except RedisError as exc:
             log.warning("reaper could not reach Redis", extra={"error": str(exc)})
         if not await duties.pause(interval):

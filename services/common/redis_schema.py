@@ -1,28 +1,33 @@
 """Every Redis key, channel and Lua script Sala uses, in one place.
 
-Keys (``CODE`` is a room code, ``GID`` a gateway replica id):
+Keys (``CODE`` is a room code, ``GID`` a gateway replica id). The braces are
+Redis Cluster hash tags: every key of a room lives in the room's slot, so
+each script touches one slot, and so does each key of a gateway.
 
 | key | type | what |
 | --- | --- | --- |
-| ``sala:room:CODE`` | hash | the room: code, name, created_at, created_by; expires after the grace period until someone joins |
-| ``sala:room:CODE:events`` | stream | the room's timeline (message, join, leave), field ``e`` holds the event JSON without its id |
-| ``sala:room:CODE:conns`` | hash | connection id → user id, one entry per open socket |
-| ``sala:room:CODE:users`` | hash | user id → number of open sockets (users with at least one) |
-| ``sala:room:CODE:names`` | hash | user id → username of present users: those with a socket and those within their leave grace |
-| ``sala:room:CODE:refs`` | hash | ``"USER REF"`` → event id of a stored message, so a retried send is stored once |
-| ``sala:room:CODE:reforder`` | list | the ``refs`` fields, newest first, to forget the oldest past the dedupe window |
-| ``sala:gateways`` | sorted set | gateway id → last heartbeat (ms) |
-| ``sala:gateway:GID:conns`` | set | ``"CODE CONN"`` for each socket the gateway holds |
-| ``sala:lingering`` | sorted set | ``"CODE USER"`` → deadline (ms) of a present user with no socket left: the leave grace |
+| ``sala:room:{CODE}`` | hash | the room: code, name, created_at, created_by, ``graces`` (how many leave graces it has started: a version); expires after the grace period until someone joins |
+| ``sala:room:{CODE}:events`` | stream | the room's timeline (message, join, leave), field ``e`` holds the event JSON without its id |
+| ``sala:room:{CODE}:conns`` | hash | connection id → ``"USER GID"``, one entry per open socket |
+| ``sala:room:{CODE}:users`` | hash | user id → number of open sockets (users with at least one) |
+| ``sala:room:{CODE}:names`` | hash | user id → username of present users: those with a socket and those within their leave grace |
+| ``sala:room:{CODE}:grace`` | sorted set | user id → deadline (ms) of a present user with no socket left: the leave grace |
+| ``sala:room:{CODE}:refs`` | hash | ``"USER REF"`` → event id of a stored message, so a retried send is stored once |
+| ``sala:room:{CODE}:reforder`` | list | the ``refs`` fields, newest first, to forget the oldest past the dedupe window |
+| ``sala:{gateways}`` | sorted set | live gateway id → last heartbeat (ms, the server's clock) |
+| ``sala:{gateways}:dead`` | set | gateways presumed dead whose rooms are still being reaped; such a gateway's heartbeat is refused |
+| ``sala:gateway:{GID}:rooms`` | set | codes of the rooms the gateway has had sockets in during its life |
+| ``sala:{graces}`` | sorted set | code → the earliest leave-grace deadline the room may have: where the reaper looks |
+| ``sala:{graces}:versions`` | hash | code → the room's ``graces`` version last put in ``sala:{graces}``, so the reaper never drops a grace started while it worked |
 | ``sala:revoked:SID`` | string | present while a revoked session's tokens could still be unexpired |
 | ``sala:revocations:loaded`` | string | set by auth once Redis holds every revocation that matters; absent after Redis lost its data, and then no token is trusted until auth restores them from Postgres |
 | ``sala:ratelimit:SCOPE:ID`` | string | a fixed-window counter |
 
-Channels: ``sala:room:CODE`` carries each new event of the room as its final
-JSON frame (published by the same script that appends it to the stream, so
-the timeline and the live feed never disagree), and ephemeral frames (typing)
-that are neither stored nor given an id; ``sala:revocations`` carries the
-session ids that were just revoked.
+Channels: ``sala:room:{CODE}`` carries each new event of the room as its
+final JSON frame (published by the same script that appends it to the
+stream, so the timeline and the live feed never disagree), and ephemeral
+frames (typing) that are neither stored nor given an id;
+``sala:revocations`` carries the session ids that were just revoked.
 
 Presence: a user is present in a room from their first socket until they
 leave explicitly (the ``leave`` frame, logout) or their last socket has been
@@ -30,9 +35,14 @@ gone for the leave grace (a reload, a dropped network, a dead gateway). A
 return within the grace, to any replica, is no leave and no join. The room
 closes, its keys deleted, when its last present user leaves.
 
-Every state change that touches more than one key is one Lua script. The
-reaper script touches the keys of many rooms, so it needs a single Redis (or
-one shard holding all of Sala's keys), as documented in docs/operations.md.
+Every state change of a room is one script on the room's keys. What spans
+rooms is an index that only points the reaper at rooms, kept right by small
+scripts of its own slot: a gateway's rooms (added to before a socket joins,
+so a dead gateway's sockets are always found), and the rooms with graces
+(updated after a grace starts; a version tells the reaper whether a grace
+began while it worked, so it never drops one). Losing an index update to a
+crash leaves a room to be found by the next pass over a dead gateway's
+rooms, never a member present forever.
 """
 
 from dataclasses import dataclass
@@ -41,9 +51,10 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 ROOM_PREFIX = "sala:room:"
-GATEWAYS = "sala:gateways"
-GATEWAY_PREFIX = "sala:gateway:"
-LINGERING = "sala:lingering"
+GATEWAYS = "sala:{gateways}"
+DEAD_GATEWAYS = "sala:{gateways}:dead"
+GRACES = "sala:{graces}"
+GRACE_VERSIONS = "sala:{graces}:versions"
 REVOCATIONS_CHANNEL = "sala:revocations"
 REVOCATIONS_LOADED = "sala:revocations:loaded"
 # How every event frame starts: the scripts put the id first, ``frame_event_id`` reads it back.
@@ -52,23 +63,24 @@ EVENT_ID_PREFIX = '{"id":"'
 
 def room_key(code: str) -> str:
     """The room hash; also the name of the room's pub/sub channel."""
-    return ROOM_PREFIX + code
+    return ROOM_PREFIX + "{" + code + "}"
+
+
+def code_of_channel(channel: str) -> str:
+    """The room code of a room's channel (``sala:room:{CODE}``)."""
+    return channel[len(ROOM_PREFIX) + 1 : -1]
 
 
 def room_events_key(code: str) -> str:
     return room_key(code) + ":events"
 
 
-def room_users_key(code: str) -> str:
-    return room_key(code) + ":users"
-
-
 def room_names_key(code: str) -> str:
     return room_key(code) + ":names"
 
 
-def gateway_conns_key(gateway_id: str) -> str:
-    return f"{GATEWAY_PREFIX}{gateway_id}:conns"
+def gateway_rooms_key(gateway_id: str) -> str:
+    return "sala:gateway:{" + gateway_id + "}:rooms"
 
 
 def revoked_key(session_id: str) -> str:
@@ -107,22 +119,11 @@ def parse_event_id(event_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-# Shared Lua: the room's other keys derive from its hash key, and an event is
+# Shared Lua for the scripts on one room's keys (KEYS[1] is always the room
+# hash; its other keys derive from it, in the same slot). An event is
 # appended to the stream and published in the same step.
-_LUA_LIB = (
-    """
-local ROOM_PREFIX = '"""
-    + ROOM_PREFIX
-    + """'
-local GATEWAY_PREFIX = '"""
-    + GATEWAY_PREFIX
-    + """'
-local LINGERING = '"""
-    + LINGERING
-    + """'
-local EVENT_ID_PREFIX = '"""
-    + EVENT_ID_PREFIX
-    + """'
+_ROOM_LIB = """
+local EVENT_ID_PREFIX = '""" + EVENT_ID_PREFIX + """'
 
 local function json_array(values)
   local parts = {}
@@ -134,6 +135,17 @@ local function members_json(room)
   local names = redis.call('HVALS', room .. ':names')
   table.sort(names)
   return json_array(names)
+end
+
+-- Milliseconds on the Redis server's clock, the one clock every replica shares.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function split_pair(value)
+  local sep = string.find(value, ' ', 1, true)
+  return string.sub(value, 1, sep - 1), string.sub(value, sep + 1)
 end
 
 local function append_event(room, maxlen, body)
@@ -149,26 +161,15 @@ local function presence_event(kind, room, username, ts, maxlen)
   return append_event(room, maxlen, body)
 end
 
--- Milliseconds on the Redis server's clock, the one clock every replica shares.
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
-local function split_member(member)
-  local sep = string.find(member, ' ', 1, true)
-  return string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
-end
-
 -- The user is no longer present: emit "leave", or close the room if they were its last.
-local function depart(room, code, user, ts, maxlen)
-  redis.call('ZREM', LINGERING, code .. ' ' .. user)
+local function depart(room, user, ts, maxlen)
+  redis.call('ZREM', room .. ':grace', user)
   local username = redis.call('HGET', room .. ':names', user)
   if not username then return 'gone' end
   redis.call('HDEL', room .. ':names', user)
   if redis.call('HLEN', room .. ':names') == 0 then
     redis.call('DEL', room, room .. ':events', room .. ':conns', room .. ':users', room .. ':names',
-      room .. ':refs', room .. ':reforder')
+      room .. ':grace', room .. ':refs', room .. ':reforder')
     return 'closed'
   end
   presence_event('leave', room, username, ts, maxlen)
@@ -177,20 +178,28 @@ end
 
 -- Remove one socket. The user's last socket starts their leave grace
 -- (grace_ms > 0) or, for an explicit leave, makes them leave at once.
-local function remove_conn(room, code, conn, ts, maxlen, grace_ms)
-  local user = redis.call('HGET', room .. ':conns', conn)
-  if not user then return 'gone' end
+local function remove_conn(room, conn, ts, maxlen, grace_ms)
+  local owner = redis.call('HGET', room .. ':conns', conn)
+  if not owner then return 'gone' end
+  local user = split_pair(owner)
   redis.call('HDEL', room .. ':conns', conn)
   if redis.call('HINCRBY', room .. ':users', user, -1) > 0 then return 'stayed' end
   redis.call('HDEL', room .. ':users', user)
   if grace_ms > 0 then
-    redis.call('ZADD', LINGERING, now_ms() + grace_ms, code .. ' ' .. user)
+    redis.call('ZADD', room .. ':grace', now_ms() + grace_ms, user)
+    redis.call('HINCRBY', room, 'graces', 1)
     return 'lingering'
   end
-  return depart(room, code, user, ts, maxlen)
+  return depart(room, user, ts, maxlen)
+end
+
+-- {earliest grace deadline or 0, graces version, 1 if the room is live}: what the grace index needs.
+local function grace_state(room)
+  if redis.call('EXISTS', room) == 0 then return {0, 0, 0} end
+  local first = redis.call('ZRANGE', room .. ':grace', 0, 0, 'WITHSCORES')
+  return {tonumber(first[2] or '0'), tonumber(redis.call('HGET', room, 'graces') or '0'), 1}
 end
 """
-)
 
 # KEYS[1] room hash. ARGV: code, name, created_at, created_by, grace seconds.
 # Creates the room only if the code is free; returns 1 if created, 0 if taken.
@@ -201,40 +210,68 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
-# KEYS[1] room hash, KEYS[2] gateway conns set, KEYS[3] lingering zset.
-# ARGV: code, conn id, user id, username, ts, maxlen. Registers a socket. A
+# KEYS[1] room hash. ARGV: conn id, user id, username, ts, maxlen, gateway id.
+# Registers a socket (the gateway has put the room in its rooms set first). A
 # user who was not present emits "join"; one back within the grace emits
 # nothing. Returns false if the room is not live, else
 # {join event id or '', members JSON, room name}.
-JOIN = _LUA_LIB + """
-local room, code, conn, user = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+JOIN = _ROOM_LIB + """
+local room, conn, user = KEYS[1], ARGV[1], ARGV[2]
 if redis.call('EXISTS', room) == 0 then return false end
 redis.call('PERSIST', room)
-redis.call('HSET', room .. ':conns', conn, user)
-redis.call('SADD', KEYS[2], code .. ' ' .. conn)
+redis.call('HSET', room .. ':conns', conn, user .. ' ' .. ARGV[6])
 local event_id = ''
 if redis.call('HINCRBY', room .. ':users', user, 1) == 1 then
-  redis.call('ZREM', KEYS[3], code .. ' ' .. user)
-  if redis.call('HSETNX', room .. ':names', user, ARGV[4]) == 1 then
-    event_id = presence_event('join', room, ARGV[4], ARGV[5], ARGV[6])
+  redis.call('ZREM', room .. ':grace', user)
+  if redis.call('HSETNX', room .. ':names', user, ARGV[3]) == 1 then
+    event_id = presence_event('join', room, ARGV[3], ARGV[4], ARGV[5])
   end
 end
 return {event_id, members_json(room), redis.call('HGET', room, 'name') or ''}
 """
 
-# KEYS[1] room hash, KEYS[2] gateway conns set, KEYS[3] lingering zset.
-# ARGV: code, conn id, ts, maxlen, grace ms (0: an explicit leave).
-# Returns the outcome: left, stayed, closed, gone or lingering.
-LEAVE = _LUA_LIB + """
-redis.call('SREM', KEYS[2], ARGV[1] .. ' ' .. ARGV[2])
-return remove_conn(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]))
+# KEYS[1] room hash. ARGV: conn id, ts, maxlen, grace ms (0: an explicit
+# leave). Returns {outcome, grace state...}: the outcome is left, stayed,
+# closed, gone or lingering; after lingering the caller indexes the grace.
+LEAVE = _ROOM_LIB + """
+local outcome = remove_conn(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))
+local state = grace_state(KEYS[1])
+return {outcome, state[1], state[2], state[3]}
+"""
+
+# KEYS[1] room hash. ARGV: gateway id, grace ms, ts, maxlen. The sockets a
+# dead gateway held in the room are removed as dropped ones: their users get
+# the leave grace, so a dead gateway never closes a room under members who
+# come back. Idempotent. Returns the grace state.
+DROP_GATEWAY = _ROOM_LIB + """
+local room, gid = KEYS[1], ARGV[1]
+local conns = redis.call('HGETALL', room .. ':conns')
+for i = 1, #conns, 2 do
+  local _, owner_gid = split_pair(conns[i + 1])
+  if owner_gid == gid then remove_conn(room, conns[i], ARGV[3], ARGV[4], tonumber(ARGV[2])) end
+end
+return grace_state(room)
+"""
+
+# KEYS[1] room hash. ARGV: ts, maxlen, batch. Users whose grace ran out
+# leave (at most a batch). Returns the grace state.
+EXPIRE_GRACES = _ROOM_LIB + """
+local room = KEYS[1]
+for _, user in ipairs(redis.call('ZRANGEBYSCORE', room .. ':grace', '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[3]))) do
+  if redis.call('HEXISTS', room .. ':users', user) == 1 then
+    redis.call('ZREM', room .. ':grace', user)
+  else
+    depart(room, user, ARGV[1], ARGV[2])
+  end
+end
+return grace_state(room)
 """
 
 # KEYS[1] room hash. ARGV: maxlen, event body JSON (without id), dedupe
 # field ("USER REF"), dedupe window. Appends a message if the room is live
 # and this user's ref is not already stored. Returns {id, 1 if it was stored
 # before}, or false if the room is not live.
-APPEND_MESSAGE = _LUA_LIB + """
+APPEND_MESSAGE = _ROOM_LIB + """
 local room, field = KEYS[1], ARGV[3]
 if redis.call('EXISTS', room) == 0 then return false end
 local stored = redis.call('HGET', room .. ':refs', field)
@@ -255,43 +292,62 @@ redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS[1] gateways zset, KEYS[2] lingering zset. ARGV: timeout ms, ts,
-# maxlen, batch size, grace ms. The sockets of a gateway silent for the
-# timeout are removed as dropped ones: their users get the leave grace, so a
-# dead gateway never closes a room under members who come back. Users whose
-# grace ran out leave. Returns how many entries it handled (at most a batch).
-REAP = _LUA_LIB + """
-local now, timeout, ts, maxlen, batch = now_ms(), tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
-local grace = tonumber(ARGV[5])
-local handled = 0
-for _, gid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - timeout)) do
-  local set = GATEWAY_PREFIX .. gid .. ':conns'
-  for _, member in ipairs(redis.call('SPOP', set, batch - handled)) do
-    local code, conn = split_member(member)
-    remove_conn(ROOM_PREFIX .. code, code, conn, ts, maxlen, grace)
-    handled = handled + 1
-  end
-  if redis.call('SCARD', set) == 0 then redis.call('ZREM', KEYS[1], gid) end
-  if handled >= batch then return handled end
-end
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, batch - handled)) do
-  local code, user = split_member(member)
-  local room = ROOM_PREFIX .. code
-  if redis.call('HEXISTS', room .. ':users', user) == 1 then
-    redis.call('ZREM', KEYS[2], member)
-  else
-    depart(room, code, user, ts, maxlen)
-  end
-  handled = handled + 1
-end
-return handled
+# KEYS[1] graces zset, KEYS[2] versions hash. ARGV: code, deadline, version.
+# Points the reaper at a room where a grace started: no later than the
+# deadline, and remembering the newest version indexed.
+INDEX_GRACE = """
+local code, deadline, version = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local current = redis.call('ZSCORE', KEYS[1], code)
+if not current or deadline < tonumber(current) then redis.call('ZADD', KEYS[1], deadline, code) end
+if version > tonumber(redis.call('HGET', KEYS[2], code) or '0') then redis.call('HSET', KEYS[2], code, version) end
+return 0
 """
 
-# KEYS[1] gateways zset. ARGV: gateway id. Records a heartbeat at the
-# server's time; returns 1 if the gateway was not known (it had been reaped,
-# or Redis lost its data), else 0.
-HEARTBEAT = _LUA_LIB + """
-return redis.call('ZADD', KEYS[1], now_ms(), ARGV[1])
+# KEYS[1] graces zset, KEYS[2] versions hash. ARGV: code, and the grace
+# state the room answered after the reaper's pass: next deadline, version,
+# live. Moves the room's entry to its next deadline, or drops it, unless a
+# grace indexed meanwhile (a newer version) says the room needs it still.
+SETTLE_GRACE = """
+local code, next_due, version, live = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+local newer = tonumber(redis.call('HGET', KEYS[2], code) or '0') > version
+if live and newer then
+  if next_due > 0 then
+    local current = redis.call('ZSCORE', KEYS[1], code)
+    if not current or next_due < tonumber(current) then redis.call('ZADD', KEYS[1], next_due, code) end
+  end
+  return 0
+end
+if live and next_due > 0 then
+  redis.call('ZADD', KEYS[1], next_due, code)
+else
+  redis.call('ZREM', KEYS[1], code)
+  redis.call('HDEL', KEYS[2], code)
+end
+return 0
+"""
+
+# KEYS[1] live gateways zset, KEYS[2] dead gateways set. ARGV: timeout ms.
+# Moves the gateways silent for the timeout to the dead set (their heartbeat
+# is refused from then on); returns the dead set, whose rooms the reaper
+# then goes through.
+MARK_DEAD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, gid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))) do
+  redis.call('ZREM', KEYS[1], gid)
+  redis.call('SADD', KEYS[2], gid)
+end
+return redis.call('SMEMBERS', KEYS[2])
+"""
+
+# KEYS[1] live gateways zset, KEYS[2] dead gateways set. ARGV: gateway id.
+# Records a heartbeat at the server's time. Returns 1 if the gateway was not
+# known (Redis lost its data), -1 if it was presumed dead (it must take a new
+# id: its old sockets are being reaped), else 0.
+HEARTBEAT = """
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return -1 end
+local t = redis.call('TIME')
+return redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
 """
 
 # KEYS[1] counter. ARGV: window seconds, limit. Counts one attempt; returns
@@ -340,7 +396,11 @@ class Scripts:
     leave: AsyncScript
     append_message: AsyncScript
     publish_ephemeral: AsyncScript
-    reap: AsyncScript
+    drop_gateway: AsyncScript
+    expire_graces: AsyncScript
+    index_grace: AsyncScript
+    settle_grace: AsyncScript
+    mark_dead: AsyncScript
     rate_limit_hit: AsyncScript
     rate_limit_reserve: AsyncScript
     rate_limit_refund: AsyncScript
@@ -353,7 +413,11 @@ class Scripts:
             leave=redis.register_script(LEAVE),
             append_message=redis.register_script(APPEND_MESSAGE),
             publish_ephemeral=redis.register_script(PUBLISH_EPHEMERAL),
-            reap=redis.register_script(REAP),
+            drop_gateway=redis.register_script(DROP_GATEWAY),
+            expire_graces=redis.register_script(EXPIRE_GRACES),
+            index_grace=redis.register_script(INDEX_GRACE),
+            settle_grace=redis.register_script(SETTLE_GRACE),
+            mark_dead=redis.register_script(MARK_DEAD),
             rate_limit_hit=redis.register_script(RATE_LIMIT_HIT),
             rate_limit_reserve=redis.register_script(RATE_LIMIT_RESERVE),
             rate_limit_refund=redis.register_script(RATE_LIMIT_REFUND),

@@ -45,6 +45,7 @@ async def keep_alive(context: GatewayContext, heartbeat: HeartbeatThread, duties
         heartbeat.loop_alive()
         if heartbeat.forgotten.is_set():
             heartbeat.forgotten.clear()
+            context.presence.gateway_id = heartbeat.gateway_id
             if hub.connection_count:
                 log.warning("this gateway was presumed dead; asking clients to reconnect")
                 hub.close_all(Close.SERVICE_RESTART, "presence lost; reconnect")

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from services.common.redis_schema import (
     REVOCATIONS_CHANNEL,
-    ROOM_PREFIX,
+    code_of_channel,
     frame_event_id,
     parse_event_id,
     room_key,
@@ -178,7 +178,7 @@ class Hub:
                 socket.close(code, reason)
 
     async def _unsubscribe(self, channel: str) -> None:
-        if channel[len(ROOM_PREFIX) :] in self.rooms or self._pubsub is None:
+        if code_of_channel(channel) in self.rooms or self._pubsub is None:
             return
         try:
             await self._pubsub.unsubscribe(channel)
@@ -281,11 +281,11 @@ class Hub:
                 for socket in list(self.sessions.get(message["data"], ())):
                     socket.close(Close.SESSION_ENDED, "session ended")
                 return
-            room = self.rooms.get(channel[len(ROOM_PREFIX) :])
+            room = self.rooms.get(code_of_channel(channel))
             if room is not None:
                 self._dispatch(room, message["data"])
         elif kind == "subscribe":
-            room = self.rooms.get(channel[len(ROOM_PREFIX) :])
+            room = self.rooms.get(code_of_channel(channel))
             if room is not None and not room.subscribed.done():
                 room.subscribed.set_result(None)
 

@@ -10,13 +10,14 @@ process is presumed dead as it should be.
 """
 
 import logging
+import secrets
 import threading
 import time
 
 import redis
 from redis.exceptions import RedisError
 
-from services.common.redis_schema import GATEWAYS, HEARTBEAT
+from services.common.redis_schema import DEAD_GATEWAYS, GATEWAYS, HEARTBEAT
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,15 @@ class HeartbeatThread(threading.Thread):
             redis_url, socket_timeout=max(1.0, interval_seconds), socket_connect_timeout=2.0
         )
         self._script = self._client.register_script(HEARTBEAT)
-        self._gateway_id = gateway_id
+        self._base_id = gateway_id
+        # A gateway presumed dead comes back under a new id: the reaper is removing its old one's sockets.
+        self.gateway_id = gateway_id
         self._interval = interval_seconds
         self._stall = loop_stall_seconds
         self._stop_requested = threading.Event()
         self._loop_seen = time.monotonic()
-        # Set when a beat found this gateway forgotten (reaped, or Redis lost its data); the loop clears it.
+        # Set when a beat found this gateway forgotten (presumed dead, or Redis lost its data), with
+        # ``gateway_id`` already renewed; the loop clears it.
         self.forgotten = threading.Event()
         self.beats = 0
 
@@ -57,7 +61,10 @@ class HeartbeatThread(threading.Thread):
 
     def _beat(self) -> None:
         try:
-            if int(self._script(keys=[GATEWAYS], args=[self._gateway_id])) and self.beats:
+            answer = int(self._script(keys=[GATEWAYS, DEAD_GATEWAYS], args=[self.gateway_id]))
+            if answer < 0 or (answer and self.beats):
+                self.gateway_id = f"{self._base_id}.{secrets.token_hex(3)}"
+                self._script(keys=[GATEWAYS, DEAD_GATEWAYS], args=[self.gateway_id])
                 self.forgotten.set()
             self.beats += 1
         except RedisError as exc:

@@ -3,7 +3,7 @@
 A socket that goes away without an explicit leave starts its user's leave
 grace (``SALA_LEAVE_GRACE_SECONDS``); an explicit leave (the ``leave`` frame,
 a logout) takes effect at once. A leave that Redis could not take is queued
-and recorded by the heartbeat once Redis answers again, so none is lost.
+and recorded by the keep-alive duty once Redis answers again, so none is lost.
 """
 
 import logging
@@ -14,7 +14,8 @@ import orjson
 from redis.asyncio import Redis
 
 from services.common.clock import utc_now_iso
-from services.common.redis_schema import GATEWAYS, LINGERING, Scripts, gateway_conns_key, room_key
+from services.common.reaper import index_grace
+from services.common.redis_schema import GATEWAYS, Scripts, gateway_rooms_key, room_key
 from services.common.tokens import Principal
 
 log = logging.getLogger(__name__)
@@ -33,18 +34,24 @@ class Presence:
     ) -> None:
         self._redis = redis
         self._scripts = scripts
+        # Replaced when the gateway learns it was presumed dead: its old sockets are being reaped under the old id.
         self.gateway_id = gateway_id
         self._grace_ms = int(leave_grace_seconds * 1000)
         self._history_max = history_max
-        self._conns_key = gateway_conns_key(gateway_id)
         # (code, conn id, explicit) of leaves Redis could not take yet, oldest first.
         self.unrecorded: deque[tuple[str, str, bool]] = deque()
 
     async def join(self, code: str, conn_id: str, principal: Principal) -> Joined | None:
-        """Register a socket; None if the room is not live."""
+        """Register a socket; None if the room is not live.
+
+        The room goes in the gateway's rooms set first, so that if this
+        gateway dies the reaper finds every socket it registered.
+        """
+        gateway_id = self.gateway_id
+        await self._redis.sadd(gateway_rooms_key(gateway_id), code)
         result = await self._scripts.join(
-            keys=[room_key(code), self._conns_key, LINGERING],
-            args=[code, conn_id, principal.user_id, principal.username, utc_now_iso(), self._history_max],
+            keys=[room_key(code)],
+            args=[conn_id, principal.user_id, principal.username, utc_now_iso(), self._history_max, gateway_id],
         )
         if result is None:
             return None
@@ -53,10 +60,13 @@ class Presence:
 
     async def leave(self, code: str, conn_id: str, explicit: bool) -> str:
         """Unregister a socket: its user leaves now if ``explicit``, else after the grace if it was their last."""
-        return await self._scripts.leave(
-            keys=[room_key(code), self._conns_key, LINGERING],
-            args=[code, conn_id, utc_now_iso(), self._history_max, 0 if explicit else self._grace_ms],
+        outcome, next_due, version, live = await self._scripts.leave(
+            keys=[room_key(code)],
+            args=[conn_id, utc_now_iso(), self._history_max, 0 if explicit else self._grace_ms],
         )
+        if outcome == "lingering":
+            await index_grace(self._scripts, code, int(next_due), int(version))
+        return outcome
 
     async def record_unrecorded(self) -> None:
         """Record the queued leaves, oldest first; stops at the first Redis error (raised)."""
@@ -67,5 +77,5 @@ class Presence:
 
     async def retire(self) -> None:
         """Forget a gateway that shut down cleanly (its sockets' leaves are recorded already)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.zrem(GATEWAYS, self.gateway_id).delete(self._conns_key).execute()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await pipe.zrem(GATEWAYS, self.gateway_id).delete(gateway_rooms_key(self.gateway_id)).execute()

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from bench.wsclient import OP_PING, OP_TEXT, client_frame
+from services.common.redis_schema import GATEWAYS
 from services.common.room_codes import ALPHABET
 from tests.conftest import TEST_SETTINGS
 
@@ -126,7 +127,7 @@ async def gateway_alive(redis_client, stack, name: str) -> bool:
     """Whether the replica's heartbeat is fresh on Redis's clock (it is not about to be presumed dead)."""
     seconds, micros = await redis_client.time()
     now_ms = seconds * 1000 + micros // 1000
-    scores = await redis_client.zrange("sala:gateways", 0, -1, withscores=True)
+    scores = await redis_client.zrange(GATEWAYS, 0, -1, withscores=True)
     timeout_ms = float(TEST_SETTINGS["SALA_PRESENCE_TIMEOUT_SECONDS"]) * 1000
     return any(now_ms - score < timeout_ms for _, score in scores)
 

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from services.common.redis_schema import parse_event_id
+from services.common.redis_schema import parse_event_id, room_events_key
 
 
 async def collect_messages(socket, count: int, timeout: float = 30) -> list[dict]:
@@ -94,8 +94,8 @@ async def test_since_older_than_retained_history_is_flagged(stack, new_user, new
     await a.recv_type("welcome")
     for n in range(3):
         await a.say(f"m{n}")
-    first = (await redis_client.xrange(f"sala:room:{code}:events", count=1))[0][0]
-    await redis_client.xtrim(f"sala:room:{code}:events", maxlen=2, approximate=False)
+    first = (await redis_client.xrange(room_events_key(code), count=1))[0][0]
+    await redis_client.xtrim(room_events_key(code), maxlen=2, approximate=False)
     again = await open_socket(alice, code, since=first)
     welcome = await again.recv_type("welcome")
     assert welcome["truncated"] is True
@@ -124,6 +124,6 @@ async def test_messages_sent_at_once_are_each_stored_once_even_after_a_script_fl
     await redis_client.script_flush()
     ids = await asyncio.gather(*(socket.say(f"together {i}") for i, socket in enumerate(sockets)))
     assert len(set(ids)) == len(sockets)
-    stored = await redis_client.xrange(f"sala:room:{code}:events")
+    stored = await redis_client.xrange(room_events_key(code))
     texts = [entry["e"] for _, entry in stored if '"type":"message"' in entry["e"]]
     assert len(texts) == len(sockets)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from services.common.redis_schema import parse_event_id
+from services.common.redis_schema import parse_event_id, room_key
 from tests.conftest import TEST_SETTINGS
 
 pytestmark = pytest.mark.failure
@@ -167,8 +167,8 @@ async def test_a_foreign_publish_on_a_room_channel_is_ignored(new_user, new_room
     code = await new_room(alice)
     socket = await open_socket(alice, code)
     await socket.recv_type("welcome")
-    await redis_client.publish(f"sala:room:{code}", "not an event")
-    await redis_client.publish(f"sala:room:{code}", '{"id":"garbage",')
+    await redis_client.publish(room_key(code), "not an event")
+    await redis_client.publish(room_key(code), '{"id":"garbage",')
     await socket.send({"type": "message", "text": "still delivered", "ref": "r"})
     frames = {frame["type"]: frame for frame in [await socket.recv(), await socket.recv()]}
     assert frames["message"]["id"] == frames["ack"]["id"] and frames["message"]["text"] == "still delivered"

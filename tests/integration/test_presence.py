@@ -1,10 +1,20 @@
 """Presence as the contract states it: the leave grace, explicit leaves, counts, and what is not stored."""
 
 import asyncio
+import os
 import signal
 
 import pytest
 
+from services.common.redis_schema import (
+    DEAD_GATEWAYS,
+    GATEWAYS,
+    GRACE_VERSIONS,
+    GRACES,
+    Scripts,
+    room_events_key,
+    room_key,
+)
 from tests.conftest import TEST_SETTINGS
 
 GRACE = float(TEST_SETTINGS["SALA_LEAVE_GRACE_SECONDS"])
@@ -141,7 +151,7 @@ async def test_a_resent_ref_is_stored_once_and_acked_with_the_first_id(pair, red
     while not received or received[-1] != marker:
         received.append((await b.recv_type("message"))["id"])
     assert received == [first, marker]
-    stored = [entry for entry in await redis_client.xrange(f"sala:room:{code}:events") if "only once" in entry[1]["e"]]
+    stored = [entry for entry in await redis_client.xrange(room_events_key(code)) if "only once" in entry[1]["e"]]
     assert len(stored) == 1
 
 
@@ -208,3 +218,53 @@ async def test_an_out_of_range_since_gets_invalid_since_and_the_latest_events(ne
     assert error["type"] == "error" and error["code"] == "invalid_since"
     welcome = await socket.recv_type("welcome")
     assert [event["type"] for event in welcome["history"]] == ["join"]
+
+
+async def test_a_grace_started_while_the_reaper_works_is_never_dropped(new_user, new_room, redis_client):
+    """The reaper reads a room's graces, then settles the index; a grace that began in between must survive."""
+    alice, bob = await new_user(), await new_user()
+    code = await new_room(alice)
+    scripts = Scripts.register(redis_client)
+    room = room_key(code)
+    for conn, user in (("c-alice", alice), ("c-bob", bob)):
+        await scripts.join(keys=[room], args=[conn, user.id, user.username, "2026-01-01T00:00:00.000Z", 1000, "gw-x"])
+    # Alice dropped long ago: the reaper ends her grace and reads that no grace is left...
+    _, due, version, live = await scripts.leave(keys=[room], args=["c-alice", "ts", 1000, 60_000])
+    await scripts.index_grace(keys=[GRACES, GRACE_VERSIONS], args=[code, due, version])
+    await redis_client.zadd(room + ":grace", {alice.id: 1})
+    seen = await scripts.expire_graces(keys=[room], args=["ts", 1000, 10])
+    assert seen[0] == 0 and seen[2] == 1
+    # ... bob drops meanwhile and indexes his grace ...
+    _, bob_due, bob_version, _ = await scripts.leave(keys=[room], args=["c-bob", "ts", 1000, 60_000])
+    await scripts.index_grace(keys=[GRACES, GRACE_VERSIONS], args=[code, bob_due, bob_version])
+    # ... and the reaper settles with what it saw: bob's grace keeps the room in the index.
+    await scripts.settle_grace(keys=[GRACES, GRACE_VERSIONS], args=[code, *seen])
+    assert await redis_client.zscore(GRACES, code) is not None
+    # Were both graces over, the room closes and its entry goes.
+    await redis_client.zadd(room + ":grace", {bob.id: 1})
+    closed = await scripts.expire_graces(keys=[room], args=["ts", 1000, 10])
+    assert closed == [0, 0, 0]
+    await scripts.settle_grace(keys=[GRACES, GRACE_VERSIONS], args=[code, *closed])
+    assert await redis_client.zscore(GRACES, code) is None
+    assert await redis_client.hget(GRACE_VERSIONS, code) is None
+
+
+async def test_a_frozen_gateway_presumed_dead_comes_back_under_a_new_id(stack, pair, open_socket, redis_client):
+    bob, code, a, b = pair.bob, pair.code, pair.a, pair.b
+    await a.recv_type("join")
+    before = set(await redis_client.zrange(GATEWAYS, 0, -1))
+    pid = stack.pid("gateway1")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(float(TEST_SETTINGS["SALA_PRESENCE_TIMEOUT_SECONDS"]) + 1.5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # Presumed dead meanwhile: back, it closes its sockets so their users rejoin, and beats under a new id.
+    assert await b.closed_with(timeout=10) == 1012
+    back = await open_socket(bob, code, gateway=1)
+    await back.recv_type("welcome")
+    after = set(await redis_client.zrange(GATEWAYS, 0, -1))
+    assert after - before, "the thawed gateway took a new id"
+    assert not await redis_client.smembers(DEAD_GATEWAYS) & after
+    seen = await frames_until_marker(a, back, "after the freeze")
+    assert not [frame for frame in seen if frame["type"] in ("join", "leave")]
