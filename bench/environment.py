@@ -1,4 +1,8 @@
-"""The systems under test: Sala's stack (tools.devstack) and the baseline gateway, pinned to CPUs.
+"""The systems under test: Sala's stack (tools.devstack) and the two yardsticks, pinned to CPUs.
+
+The yardsticks are bench/baseline.py (plain ``websockets``) and
+bench/picows_gateway.py (picows and uvloop): the same fan-out job with none
+of Sala's duties, the second as cheap as Python gets.
 
 WebSockets go straight to the gateway's own port, not through the edge: the
 figures are those of ONE gateway process, and Caddy would otherwise share the
@@ -16,6 +20,7 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -89,6 +94,8 @@ class SalaTarget(Target):
 
 
 class BaselineTarget(Target):
+    """A yardstick gateway: no auth, the room and the username in the query string."""
+
     def population(self, rooms: int, per_room: int, label: str) -> list[MemberSpec]:
         return [
             MemberSpec(
@@ -115,17 +122,21 @@ def _create_rooms(edge_url: str, creator_tokens: list[str]) -> list[str]:
     return asyncio.run(create_all())
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+def _wait_for_port(name: str, port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the baseline gateway exited with code {process.returncode}")
+            raise RuntimeError(f"the {name} gateway exited with code {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError("the baseline gateway did not start listening")
+    raise RuntimeError(f"the {name} gateway did not start listening")
+
+
+# The yardsticks by name: the module each runs as.
+YARDSTICKS = {"baseline": "bench.baseline", "picows": "bench.picows_gateway"}
 
 
 class Systems:
@@ -142,10 +153,8 @@ class Systems:
             fast_storage=True,
             extra_env=BENCH_ENV,
         )
-        self._baseline: subprocess.Popen | None = None
-        self._baseline_log = None
+        self._yardsticks: list[tuple[subprocess.Popen, IO[str]]] = []
         self.sala: SalaTarget | None = None
-        self.baseline: BaselineTarget | None = None
 
     def start(self) -> None:
         self.stack.start()
@@ -153,27 +162,28 @@ class Systems:
             self.cpus.place(self.stack.pid(name), self.cpus.server if name.startswith("gateway") else self.cpus.load)
         self.sala = SalaTarget(self.stack)
 
-    def start_baseline(self) -> BaselineTarget:
+    def start_yardstick(self, name: str) -> BaselineTarget:
+        """Start one of ``YARDSTICKS`` on a free port, pinned like Sala's gateway."""
         port = free_port()
-        self._baseline_log = open(self.log_dir / "baseline.log", "a")  # noqa: SIM115 - closed in stop()
-        self._baseline = subprocess.Popen(
-            [sys.executable, "-m", "bench.baseline", "--port", str(port), "--redis-url", self.stack.redis_url],
+        log = open(self.log_dir / f"{name}.log", "a")  # noqa: SIM115 - closed in stop()
+        process = subprocess.Popen(
+            [sys.executable, "-m", YARDSTICKS[name], "--port", str(port), "--redis-url", self.stack.redis_url],
             cwd=ROOT,
-            stdout=self._baseline_log,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
-        _wait_for_port(port, self._baseline)
-        self.cpus.place(self._baseline.pid, self.cpus.server)
-        self.baseline = BaselineTarget("baseline", port, self._baseline.pid)
-        return self.baseline
+        self._yardsticks.append((process, log))
+        _wait_for_port(name, port, process)
+        self.cpus.place(process.pid, self.cpus.server)
+        return BaselineTarget(name, port, process.pid)
 
     def pid(self, name: str) -> int:
         return self.stack.pid(name)
 
     def stop(self) -> None:
-        if self._baseline is not None:
-            self._baseline.terminate()
-            self._baseline.wait(10)
-            self._baseline_log.close()
+        for process, log in self._yardsticks:
+            process.terminate()
+            process.wait(10)
+            log.close()
         self.stack.stop()
         self._tmp.cleanup()

@@ -34,16 +34,26 @@ from bench.wsclient import WsClient, connect
 
 CONNECT_CONCURRENCY = 64
 CONNECT_TIMEOUT_SECONDS = 30.0
+# The web client's reconnect backoff (web/static/js/backoff.js, docs/protocol.md).
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 10.0
+BACKOFF_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
 class MemberSpec:
-    """Who to simulate: the request path and headers carry the room and the credentials."""
+    """Who to simulate: the request path and headers carry the room and the credentials.
+
+    ``port`` is the gateway to connect to when the command names none; ``fallback`` is where the
+    member reconnects in a reconnect storm (where the edge's room hash sends it once its gateway died).
+    """
 
     username: str
     room: str
     path: str
     headers: dict[str, str]
+    port: int = 0
+    fallback: int = 0
 
 
 @dataclass(slots=True)
@@ -52,8 +62,12 @@ class Member:
     welcomed: asyncio.Future
     client: WsClient | None = None
     last_id: tuple[int, int] = (0, 0)
+    last_event_id: str = ""
     closed: bool = False
     received: list[str] = field(default_factory=list)
+    # The web client's outbox: messages sent (or typed while away) and not acked yet, by ref.
+    pending: dict[str, str] = field(default_factory=dict)
+    reconnecting: bool = False
 
 
 @dataclass(slots=True)
@@ -69,6 +83,25 @@ class Run:
     acked: list[tuple[str, str]] = field(default_factory=list)
     latencies_us: array = field(default_factory=lambda: array("q"))
     errors: Counter = field(default_factory=Counter)
+    # Reconnect storms only: (receive ns, latency µs) of every delivery to a bystander, and the reconnects.
+    storm: "Storm | None" = None
+    bystander_samples: array = field(default_factory=lambda: array("q"))
+
+
+@dataclass(slots=True)
+class Storm:
+    """One reconnect storm as this process saw it: who came back, when, after how many attempts."""
+
+    victim_port: int
+    kill_at_ns: int
+    dropped: int = 0
+    back_ns: array = field(default_factory=lambda: array("q"))  # kill to welcome, per reconnect
+    noticed_ns: array = field(default_factory=lambda: array("q"))  # kill to the socket's close, per drop
+    attempts: Counter = field(default_factory=Counter)  # attempts a reconnect took
+    failures: Counter = field(default_factory=Counter)  # why an attempt failed
+    gave_up: int = 0
+    resent: int = 0
+    truncated: int = 0
 
 
 def _event_key(event_id: str) -> tuple[int, int]:
@@ -102,35 +135,55 @@ class Worker:
         kind = event.get("type")
         run = self._run
         if kind == "message":
-            parts = event.get("text", "").split(" ")
-            if len(parts) != 3:
-                return
-            tag, sender, sent_ns = parts
-            event_id = event["id"]
-            key = _event_key(event_id)
-            if key <= member.last_id:
-                run.duplicated += 1
-                return
-            member.last_id = key
-            if tag != run.tag:  # a straggler from an earlier run
-                return
-            member.received.append(event_id)
-            run.delivered += 1
-            run.last_receive_ns = now
-            if sender != member.spec.username:
-                run.latencies_us.append((now - int(sent_ns)) // 1000)
+            self._on_message(member, event, now, live=True)
         elif kind == "ack":
-            run.acked.append((event["id"], member.spec.room))
+            if member.pending.pop(str(event.get("ref")), None) is not None or run.storm is None:
+                run.acked.append((event["id"], member.spec.room))
         elif kind == "error":
             run.errors[f"error frame: {event.get('code')}"] += 1
         elif kind == "welcome" and not member.welcomed.done():
+            # A reconnect's history: every retained event after ``since``, the same as live ones.
+            for past in event.get("history") or ():
+                if past.get("type") == "message":
+                    self._on_message(member, past, now, live=False)
+            if event.get("truncated") and run.storm is not None:
+                run.storm.truncated += 1
             member.welcomed.set_result(None)
+
+    def _on_message(self, member: Member, event: dict, now: int, live: bool) -> None:
+        run = self._run
+        parts = event.get("text", "").split(" ")
+        if len(parts) != 3:
+            return
+        tag, sender, sent_ns = parts
+        event_id = event["id"]
+        key = _event_key(event_id)
+        if key <= member.last_id:
+            run.duplicated += 1
+            return
+        member.last_id, member.last_event_id = key, event_id
+        if tag != run.tag:  # a straggler from an earlier run
+            return
+        member.received.append(event_id)
+        run.delivered += 1
+        run.last_receive_ns = now
+        if live and sender != member.spec.username:
+            latency = (now - int(sent_ns)) // 1000
+            run.latencies_us.append(latency)
+            if run.storm is not None and member.spec.port != run.storm.victim_port:
+                run.bystander_samples.extend((now, latency))
 
     def _on_close(self, member: Member, code: int) -> None:
         member.closed = True
         self._closes[code] += 1
         if not member.welcomed.done():
             member.welcomed.set_exception(ConnectionError(f"closed with {code} before the welcome"))
+        storm = self._run.storm
+        if storm is not None and not member.reconnecting:
+            storm.dropped += 1
+            storm.noticed_ns.append(time.monotonic_ns() - storm.kill_at_ns)
+            member.reconnecting = True
+            asyncio.get_running_loop().create_task(self._reconnect(member, storm))
 
     # Commands.
 
@@ -146,22 +199,9 @@ class Worker:
             async with gate:
                 began = time.monotonic_ns()
                 try:
-                    member.client = await asyncio.wait_for(
-                        connect(
-                            host,
-                            port,
-                            spec.path,
-                            spec.headers,
-                            lambda payload: self._on_text(member, payload),
-                            lambda code: self._on_close(member, code),
-                        ),
-                        CONNECT_TIMEOUT_SECONDS,
-                    )
-                    await asyncio.wait_for(member.welcomed, CONNECT_TIMEOUT_SECONDS)
+                    await self._open(member, host, spec.port or port, spec.path)
                 except Exception as exc:
-                    failures[f"{type(exc).__name__}: {exc}"[:120]] += 1
-                    if member.client is not None:
-                        member.client.close()
+                    failures[_reason(exc)] += 1
                     return
                 welcomes.append((time.monotonic_ns() - began) // 1000)
                 self._members.append(member)
@@ -173,6 +213,123 @@ class Worker:
             "seconds": time.monotonic() - started,
             "welcome_us": welcomes.tobytes(),
         }
+
+    async def _open(self, member: Member, host: str, port: int, path: str) -> None:
+        """One socket for ``member``, up to its welcome; on failure it is closed and the error raised."""
+        member.welcomed = asyncio.get_running_loop().create_future()
+        member.closed = False
+        member.client = None
+        try:
+            member.client = await asyncio.wait_for(
+                connect(
+                    host,
+                    port,
+                    path,
+                    member.spec.headers,
+                    lambda payload: self._on_text(member, payload),
+                    lambda code: self._on_close(member, code),
+                ),
+                CONNECT_TIMEOUT_SECONDS,
+            )
+            await asyncio.wait_for(member.welcomed, CONNECT_TIMEOUT_SECONDS)
+        except BaseException:
+            member.closed = True
+            if member.client is not None:
+                member.client.close()
+            raise
+
+    async def _reconnect(self, member: Member, storm: Storm) -> None:
+        """The web client's reconnect: jittered backoff, ``since`` the last event, the outbox sent again."""
+        try:
+            for attempt in range(BACKOFF_ATTEMPTS):
+                await asyncio.sleep(backoff_delay(attempt))
+                since = f"&since={member.last_event_id}" if member.last_event_id else ""
+                try:
+                    await self._open(member, "127.0.0.1", member.spec.fallback, member.spec.path + since)
+                except Exception as exc:
+                    storm.failures[_reason(exc)] += 1
+                    continue
+                storm.back_ns.append(time.monotonic_ns() - storm.kill_at_ns)
+                storm.attempts[attempt + 1] += 1
+                for ref, text in list(member.pending.items()):
+                    member.client.send_text(_message_frame(text, ref))
+                    storm.resent += 1
+                return
+            storm.gave_up += 1
+        finally:
+            member.reconnecting = False
+
+    async def _cmd_storm(
+        self,
+        tag: str,
+        rate: float,
+        start_at: float,
+        kill_at: float,
+        victim_port: int,
+        chat_until: float,
+        give_up_at: float,
+    ) -> dict:
+        """Chat at ``rate`` from ``start_at`` to ``chat_until`` while a gateway dies at ``kill_at``.
+
+        Members whose socket drops reconnect (to their fallback gateway) like the web client; messages
+        typed meanwhile wait in the outbox. Then wait until every member is back (or ``give_up_at``).
+        """
+        storm = Storm(victim_port, int(kill_at * 1e9))
+        run = self._run = Run(tag=tag, storm=storm)
+        self._closes.clear()
+        for member in self._members:
+            member.received = []
+            member.pending.clear()
+        await asyncio.gather(*(self._chat(member, run, rate, start_at, chat_until) for member in self._members))
+        while time.monotonic() < give_up_at and any(m.closed or m.reconnecting for m in self._members):
+            await asyncio.sleep(0.05)
+        while time.monotonic() < give_up_at and time.monotonic() - self._last_frame < 0.5:
+            await asyncio.sleep(0.05)
+        self._run = Run(tag="")
+        back = [member for member in self._members if not member.closed]
+        receipts: Counter = Counter()
+        for member in back:
+            receipts.update(member.received)
+        return {
+            "connected": Counter(member.spec.room for member in back),
+            "members": len(self._members),
+            "sent": run.sent,
+            "delivered": run.delivered,
+            "duplicated": run.duplicated,
+            "acked": run.acked,
+            "unacked": sum(len(member.pending) for member in self._members),
+            "receipts": receipts,
+            "bystander_samples": run.bystander_samples.tobytes(),
+            "errors": run.errors,
+            "closes": Counter(self._closes),
+            "dropped": storm.dropped,
+            "back_ns": storm.back_ns.tobytes(),
+            "noticed_ns": storm.noticed_ns.tobytes(),
+            "attempts": storm.attempts,
+            "failures": storm.failures,
+            "gave_up": storm.gave_up,
+            "resent": storm.resent,
+            "truncated": storm.truncated,
+        }
+
+    async def _chat(self, member: Member, run: Run, rate: float, start: float, end: float) -> None:
+        """Like ``_send_loop``, but through the outbox: a message typed while away is sent on return."""
+        interval = 1.0 / rate
+        due = start + random.random() * interval
+        username = member.spec.username
+        sequence = 0
+        while due < end:
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            text = f"{run.tag} {username} {time.monotonic_ns()}"
+            ref = f"s{sequence}"
+            member.pending[ref] = text
+            if not member.closed and member.client is not None and member.welcomed.done():
+                member.client.send_text(_message_frame(text, ref))
+            run.sent += 1
+            sequence += 1
+            due += interval
 
     async def _cmd_quiet(self, seconds: float, timeout: float) -> dict:
         """Wait until no frame has arrived for ``seconds`` (join storms settle), or ``timeout``."""
@@ -245,6 +402,20 @@ class Worker:
 
     async def _cmd_exit(self) -> dict:
         return await self._cmd_disconnect()
+
+
+def backoff_delay(attempt: int) -> float:
+    """The web client's delay before reconnect number ``attempt`` (0-based): in [d/2, d], d = min(10, 0.5·2ⁿ) s."""
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
+    return ceiling / 2 + random.random() * ceiling / 2
+
+
+def _message_frame(text: str, ref: str) -> str:
+    return f'{{"type":"message","text":"{text}","ref":"{ref}"}}'
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:120]
 
 
 def worker_main(pipe: Connection, cpus: set[int] | None) -> None:

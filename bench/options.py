@@ -1,11 +1,11 @@
-"""Command-line options and the three presets: default (under 5 minutes), --quick (1–2 minutes), --full."""
+"""Command-line options and the three presets: default (about 6 minutes), --quick (2–3 minutes), --full."""
 
 import argparse
 from dataclasses import dataclass, field
 
 from bench.workloads.fanout import Shape
 
-WORKLOADS = ("idle", "redis", "login", "fanout", "saturation")
+WORKLOADS = ("idle", "redis", "login", "fanout", "saturation", "storm")
 
 
 @dataclass
@@ -26,8 +26,15 @@ class Options:
     login_users: int = 8
     redis_events: int = 20000
     redis_subscribers: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    storm_sockets: int = 5000
+    storm_room_size: int = 10
+    storm_rate: float = 0.1
+    storm_before_seconds: float = 5.0
+    storm_seconds: float = 12.0
+    storm_give_up_seconds: float = 45.0
     processes: int = 0  # 0: two per load-generator CPU
     baseline: bool = True
+    picows: bool = True
     profile: bool = False
     preset: str = "default"
 
@@ -44,6 +51,10 @@ QUICK = {
     "login_seconds": 3.0,
     "redis_events": 4000,
     "redis_subscribers": [1, 16],
+    "storm_sockets": 600,
+    "storm_rate": 0.2,
+    "storm_before_seconds": 3.0,
+    "storm_seconds": 10.0,
 }
 FULL = {
     "duration": 30.0,
@@ -92,9 +103,16 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--login-concurrency", type=int, help="clients logging in at once (8)")
     parser.add_argument("--redis-events", type=int, help="events per Redis cost point (20000)")
     parser.add_argument("--redis-subscribers", type=_counts, help="subscriber counts for the Redis cost (1,4,16,64)")
+    parser.add_argument("--storm-sockets", type=int, help="sockets over three gateways in the reconnect storm (5000)")
+    parser.add_argument("--storm-room-size", type=int, help="members per room in the reconnect storm (10)")
+    parser.add_argument("--storm-rate", type=float, help="messages/s each member sends through the storm (0.1)")
+    parser.add_argument("--storm-seconds", type=float, help="seconds the chat goes on after the kill (12)")
     parser.add_argument("--processes", type=int, help="load-generator processes (two per load CPU)")
     parser.add_argument(
-        "--no-baseline", dest="baseline", action="store_false", default=None, help="skip the baseline gateway"
+        "--no-baseline", dest="baseline", action="store_false", default=None, help="skip the websockets yardstick"
+    )
+    parser.add_argument(
+        "--no-picows", dest="picows", action="store_false", default=None, help="skip the picows + uvloop yardstick"
     )
     parser.add_argument("--profile", action="store_true", default=None, help="also profile the gateway with py-spy")
     args = parser.parse_args(argv)

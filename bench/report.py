@@ -97,21 +97,76 @@ def _saturation(report: dict) -> list[str]:
 
 
 def _ratios(report: dict) -> list[str]:
-    rows = [[r["workload"], r["shape"], r["figure"], r["sala"], r["baseline"], r["ratio"]] for r in report["ratios"]]
+    rows = [
+        [r["workload"], r["shape"], r["figure"], r["against"], r["sala"], r["yardstick"], r["ratio"]]
+        for r in report["ratios"]
+    ]
     title = (
-        "Sala / baseline, same run (CPU per delivery and latency: lower is better; max deliveries/s: higher is better)"
+        "Sala / each yardstick, same run (baseline: websockets; picows: picows + uvloop, the harder one;\n"
+        "CPU, latency, KiB and seconds: lower is better; max deliveries/s: higher is better)"
     )
-    return [table(title, ["workload", "shape", "figure", "sala", "baseline", "ratio"], rows)]
+    return [table(title, ["workload", "shape", "figure", "against", "sala", "yardstick", "ratio"], rows)]
 
 
 def _idle(report: dict) -> list[str]:
-    i = report["idle"]
-    row = [i["connections"], sum(i["failures"].values()), i["rss_before_kib"], i["rss_after_kib"],
-           i["rss_kib_per_connection"], i["connect_seconds"], i["connections_per_second"], i["welcome_ms_p99"],
-           i["server_cpu_ms_per_connection"]]  # fmt: skip
-    headers = ["sockets", "failed", "RSS before KiB", "RSS after KiB", "KiB/socket", "connect s", "sockets/s",
-               "to welcome p99 ms", "server CPU ms/socket"]  # fmt: skip
-    return [table(f"Idle connections on one gateway, rooms of {i['room_size']}", headers, [row])]
+    rows = [
+        [i["target"], i["connections"], sum(i["failures"].values()), i["rss_before_kib"], i["rss_after_kib"],
+         i["rss_kib_per_connection"], i["connect_seconds"], i["connections_per_second"], i["welcome_ms_p99"],
+         i["server_cpu_ms_per_connection"]]
+        for i in report["idle"]
+    ]  # fmt: skip
+    headers = ["target", "sockets", "failed", "RSS before KiB", "RSS after KiB", "KiB/socket", "connect s",
+               "sockets/s", "to welcome p99 ms", "server CPU ms/socket"]  # fmt: skip
+    title = f"Idle connections on one gateway, rooms of {report['idle'][0]['room_size']}"
+    return [table(title, headers, rows)]
+
+
+def _connect_cost(report: dict) -> list[str]:
+    """The CPU one new socket costs the server, wherever the run measured it, side by side."""
+    rows = [[i["target"], f"idle: {i['connections']} sockets, rooms of {i['room_size']}",
+             i["server_cpu_ms_per_connection"]] for i in report.get("idle") or []]  # fmt: skip
+    rows += [[c["target"], f"fan-out population {c['shape']}", c["server_cpu_ms_per_connection"]]
+             for c in report.get("connect") or []]  # fmt: skip
+    if report.get("storm"):
+        s = report["storm"]
+        rows.append(["sala", f"storm: {s['sockets']} sockets on {s['gateways']} gateways",
+                     s["connect_cpu_ms_per_socket"]])  # fmt: skip
+        rows.append(["sala", "storm: a reconnect with since, on a survivor", s["gateway_cpu_ms_per_reconnect"]])
+    title = "Connect cost: server CPU per new socket (handshake, token, join, history, welcome)"
+    return [table(title, ["target", "measured in", "server CPU ms/socket"], rows)]
+
+
+def _storm(report: dict) -> list[str]:
+    s = report["storm"]
+    latency = s["bystander_latency_ms"]
+    rows = [
+        ["sockets on the gateways, rooms of", f"{s['sockets']:,} on {s['gateways']}, {s['room_size']}"],
+        ["sockets dropped by the kill", s["dropped"]],
+        ["reconnected / gave up", f"{s['reconnected']:,} / {s['gave_up']}"],
+        ["seconds until everyone is back", s["seconds_until_everyone_back"] if s["everyone_back"] else "NOT ALL BACK"],
+        ["reconnect seconds p50 / p99", f"{_cell(s['reconnect_seconds_p50'])} / {_cell(s['reconnect_seconds_p99'])}"],
+        ["attempts per reconnect", ", ".join(f"{k}: {v}" for k, v in s["attempts_per_reconnect"].items()) or "-"],
+        ["failed attempts", sum(s["failed_attempts"].values())],
+        ["messages acked / resent from the outbox", f"{s['acked']:,} / {s['resent_from_outbox']:,}"],
+        ["acked messages lost (must be 0)", s["lost"]],
+        ["duplicates (must be 0)", s["duplicated"]],
+        ["sent, never acked", s["unacked_at_end"]],
+    ]
+    for window in ("before", "during", "after"):
+        w = latency[window]
+        rows.append([f"bystanders' latency {window} ms p50 / p99 / max",
+                     f"{_cell(w['p50'])} / {_cell(w['p99'])} / {_cell(w['max'])} ({w['deliveries']:,} deliveries)"])  # fmt: skip
+    rows += [
+        ["survivors' CPU before / during", f"{_percent(s['survivors_cpu_utilization_before'])} / "
+                                           f"{_percent(s['survivors_cpu_utilization_during'])}"],
+        ["gateway CPU ms per reconnect (chat cost removed)", s["gateway_cpu_ms_per_reconnect"]],
+        ["Redis CPU ms per reconnect", s["redis_cpu_ms_per_reconnect"]],
+    ]  # fmt: skip
+    title = (
+        f"Reconnect storm: one of {s['gateways']} gateways killed (SIGKILL) while everyone chats at "
+        f"{s['rate_per_member']:g} msg/s;\nclients come back as the web client does (jittered backoff, since, outbox)"
+    )
+    return [table(title, ["what", "value"], rows)]
 
 
 def _login(report: dict) -> list[str]:
@@ -167,6 +222,8 @@ SECTIONS = [
     ("saturation", _saturation),
     ("ratios", _ratios),
     ("idle", _idle),
+    ("idle", _connect_cost),
+    ("storm", _storm),
     ("login", _login),
     ("redis", _redis),
     ("profiles", _profiles),

@@ -1,11 +1,13 @@
 """Runs the selected workloads against a fresh stack and collects one result document.
 
-Order matters: idle connections first, on a gateway that has not grown its
-heap yet (so RSS per connection is not hidden by reused memory), then the
-short Redis and login measurements, then fan-out and saturation for Sala and
-for the baseline. Each fan-out shape is connected once and reused by the
-saturation ramp and the profile when they use the same shape, because
-connecting large rooms is itself slow (every join is broadcast to the room).
+Order matters: idle connections first, on gateways that have not grown their
+heap yet (so RSS per connection is not hidden by reused memory): Sala's and
+each yardstick's, then the short Redis and login measurements, then fan-out
+and saturation for Sala and for the yardsticks, and the reconnect storm last
+(it adds two gateways to the stack and kills one). Each fan-out shape is
+connected once and reused by the saturation ramp and the profile when they
+use the same shape, because connecting large rooms is itself slow (every
+join is broadcast to the room).
 """
 
 import datetime
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from bench.context import Context
 from bench.cpus import CpuPlan
-from bench.environment import BENCH_ENV, Systems, Target
+from bench.environment import BENCH_ENV, YARDSTICKS, Systems, Target
 from bench.options import Options
 from bench.profiling import profile
 from bench.progress import Progress
@@ -27,6 +29,7 @@ from bench.workloads.idle import idle
 from bench.workloads.login import login
 from bench.workloads.redis_cost import redis_cost
 from bench.workloads.saturation import saturation
+from bench.workloads.storm import storm
 from tools.devstack import ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,9 +71,11 @@ def _machine(cpus: CpuPlan) -> dict:
 
 
 def _targets(systems: Systems, options: Options) -> list[Target]:
-    if not {"fanout", "saturation"} & set(options.workloads):
+    """Sala's gateway and the yardsticks chosen, started when a workload compares them."""
+    if not {"idle", "fanout", "saturation"} & set(options.workloads):
         return []
-    return [systems.sala, *([systems.start_baseline()] if options.baseline else [])]
+    chosen = [name for name in YARDSTICKS if getattr(options, name)]
+    return [systems.sala, *(systems.start_yardstick(name) for name in chosen)]
 
 
 def _populations(options: Options) -> list[Shape]:
@@ -109,29 +114,37 @@ def _load(ctx: Context, target: Target, options: Options, out_dir: Path, report:
 
 
 def ratios(report: dict) -> list[dict]:
-    """Sala's figures over the baseline's, shape by shape, from the same run."""
+    """Sala's figures over each yardstick's, shape by shape, from the same run."""
     rows = []
+    idle = {"idle": report.get("idle") or []}
     for kind, figures in (
         ("fanout", ("server_cpu_us_per_delivery", "latency_p50", "latency_p99")),
         ("saturation", ("max_sustained_deliveries_per_second",)),
+        ("idle", ("rss_kib_per_connection", "server_cpu_ms_per_connection", "connect_seconds")),
     ):
-        by_target = {(entry["target"], entry["shape"]): entry for entry in report[kind]}
+        entries = {**report, **idle}[kind]
+        by_target = {(entry["target"], entry.get("shape", f"rooms of {entry.get('room_size')}")): entry
+                     for entry in entries}  # fmt: skip
         for (target, shape), sala in by_target.items():
-            base = by_target.get(("baseline", shape))
-            if target != "sala" or base is None:
+            if target != "sala":
                 continue
-            for figure in figures:
-                mine, theirs = _figure(sala, figure), _figure(base, figure)
-                rows.append(
-                    {
-                        "workload": kind,
-                        "shape": shape,
-                        "figure": figure,
-                        "sala": mine,
-                        "baseline": theirs,
-                        "ratio": round(mine / theirs, 2) if mine is not None and theirs else None,
-                    }
-                )
+            for yardstick in YARDSTICKS:
+                other = by_target.get((yardstick, shape))
+                if other is None:
+                    continue
+                for figure in figures:
+                    mine, theirs = _figure(sala, figure), _figure(other, figure)
+                    rows.append(
+                        {
+                            "workload": kind,
+                            "shape": shape,
+                            "figure": figure,
+                            "against": yardstick,
+                            "sala": mine,
+                            "yardstick": theirs,
+                            "ratio": round(mine / theirs, 2) if mine is not None and theirs else None,
+                        }
+                    )
     return rows
 
 
@@ -145,7 +158,7 @@ def run(options: Options) -> tuple[dict, Path]:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = RESULTS / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
-    open_files = raise_open_files(options.idle_connections + SPARE_FILES)
+    open_files = raise_open_files(max(options.idle_connections, options.storm_sockets) + SPARE_FILES)
     cpus = CpuPlan.for_this_machine()
     cpus.place(os.getpid(), cpus.load)
     report: dict = {
@@ -169,15 +182,27 @@ def run(options: Options) -> tuple[dict, Path]:
     report["machine"]["load_generator_processes"] = len(swarm.processes)
     ctx = Context(systems, swarm)
     try:
+        targets = _targets(systems, options)
         if "idle" in options.workloads:
-            report["idle"] = idle(ctx, systems.sala, options.idle_connections, options.idle_room_size)
+            report["idle"] = [idle(ctx, target, options.idle_connections, options.idle_room_size) for target in targets]
         if "redis" in options.workloads:
             report["redis"] = redis_cost(ctx, options.redis_events, options.redis_subscribers)
         if "login" in options.workloads:
             report["login"] = login(ctx, options.login_seconds, options.login_concurrency, options.login_users)
-        for target in _targets(systems, options):
-            _load(ctx, target, options, out_dir, report)
+        if {"fanout", "saturation"} & set(options.workloads):
+            for target in targets:
+                _load(ctx, target, options, out_dir, report)
         report["ratios"] = ratios(report)
+        if "storm" in options.workloads:
+            report["storm"] = storm(
+                ctx,
+                options.storm_sockets,
+                options.storm_room_size,
+                options.storm_rate,
+                options.storm_before_seconds,
+                options.storm_seconds,
+                options.storm_give_up_seconds,
+            )
     finally:
         swarm.close()
         systems.stop()

@@ -171,6 +171,44 @@ class Swarm:
             max_send_lag_ms=round(max(reply["max_send_lag"] for reply in replies) * 1000, 1),
         )
 
+    def storm(self, label: str, expected_seconds: float, **args: object) -> dict:
+        """A reconnect storm (``loadgen.Worker._cmd_storm``), merged: losses counted over every member back."""
+        replies = self._all("storm", Progress(label, expected_seconds), **args)
+        receipts, rooms = Counter(), Counter()
+        acked: list[tuple[str, str]] = []
+        samples, back, noticed = array("q"), array("q"), array("q")
+        merged = {name: Counter() for name in ("errors", "closes", "attempts", "failures")}
+        for reply in replies:
+            receipts.update(reply["receipts"])
+            rooms.update(reply["connected"])
+            acked.extend(reply["acked"])
+            samples.frombytes(reply["bystander_samples"])
+            back.frombytes(reply["back_ns"])
+            noticed.frombytes(reply["noticed_ns"])
+            for name, counter in merged.items():
+                counter.update(reply[name])
+        expected = lost = 0
+        for event_id, room in acked:
+            should, got = rooms[room], receipts.get(event_id, 0)
+            expected += should
+            lost += max(0, should - got)
+        totals = {
+            name: sum(reply[name] for reply in replies)
+            for name in ("members", "sent", "delivered", "duplicated", "unacked", "dropped", "gave_up", "resent",
+                         "truncated")
+        }  # fmt: skip
+        return {
+            **totals,
+            **merged,
+            "back": sum(rooms.values()),
+            "acked": len(acked),
+            "expected": expected,
+            "lost": lost,
+            "bystander_samples": samples,
+            "back_ns": back,
+            "noticed_ns": noticed,
+        }
+
     def disconnect(self) -> None:
         self._all("disconnect")
 
