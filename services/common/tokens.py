@@ -4,13 +4,23 @@ Auth holds the private key and signs; every service verifies with public keys
 only, so no service but auth can mint a token. Verification pins the algorithm,
 checks ``typ``, ``kid``, ``iss``, ``aud`` and the required claims, and ignores
 any key a token carries about itself (``jku``, ``x5u``, ``jwk``).
+
+A verifier remembers the tokens it accepted lately (``VERIFIED_CACHE_SIZE``,
+least recently used first out), so the same token seen again (a reconnect, a
+second tab, the next API call) skips the signature check, about a tenth of a
+socket's connect. A remembered token is never accepted at or past its ``exp``;
+a refused one is never remembered. Revocation is not the verifier's business:
+its callers check the session on every use either way.
 """
 
 import base64
 import hashlib
 import json
+import threading
 import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +35,8 @@ ALGORITHM = "EdDSA"
 TOKEN_TYPE = "at+jwt"
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "exp", "iat", "username"]
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+# Tokens a verifier remembers as valid: about 1 KiB each with their principal, so a few MiB at most.
+VERIFIED_CACHE_SIZE = 4096
 
 
 class InvalidToken(Exception):
@@ -81,16 +93,49 @@ def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
 class TokenVerifier:
     """Verifies access tokens against a fixed set of public keys."""
 
-    def __init__(self, keys: list[Ed25519PublicKey], issuer: str, audience: str) -> None:
+    def __init__(
+        self,
+        keys: list[Ed25519PublicKey],
+        issuer: str,
+        audience: str,
+        cache_size: int = VERIFIED_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._keys = {public_jwk(key)["kid"]: key for key in keys}
         self.issuer = issuer
         self.audience = audience
+        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        self._cache_size = cache_size
+        self._clock = clock
+        # Auth and rooms may verify from worker threads; the gateway only from its event loop.
+        self._lock = threading.Lock()
 
     @property
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [public_jwk(key) for key in self._keys.values()]}
 
     def verify(self, token: str) -> Principal:
+        """The token's principal, from the cache while the token is unexpired, else checked in full."""
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(token)
+            if cached is not None:
+                if now < cached.expires_at:
+                    self._cache.move_to_end(token)
+                    return cached
+                del self._cache[token]
+        principal = self._verify(token)
+        with self._lock:
+            self._cache[token] = principal
+            self._cache.move_to_end(token)
+            # The least recently used go first: over the bound, and expired ones at the old end.
+            while self._cache and (
+                len(self._cache) > self._cache_size or next(iter(self._cache.values())).expires_at <= now
+            ):
+                self._cache.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -113,6 +158,9 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from exc
+        # The cache's clock must agree: what it is told has expired is refused here too.
+        if int(claims["exp"]) <= self._clock():
+            raise InvalidToken("Signature has expired")
         return Principal(
             user_id=str(claims["sub"]),
             username=str(claims["username"]),

@@ -318,3 +318,100 @@ def test_kid_matches_a_thumbprint_computed_here_for_a_fresh_key() -> None:
     canonical = '{"crv":"Ed25519","kty":"OKP","x":"' + x + '"}'
     expected = b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
     assert public_jwk(key.public_key())["kid"] == expected
+
+
+# The cache of verified tokens.
+
+
+class Clock:
+    """The verifier's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def full_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every token that went through the signature check, in order."""
+    checked: list[str] = []
+    decode = jwt.decode
+
+    def counting(token: str, *args: object, **kwargs: object) -> dict:
+        checked.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return checked
+
+
+def test_a_token_seen_again_is_answered_without_a_second_signature_check(
+    key: Ed25519PrivateKey, full_checks: list[str]
+) -> None:
+    verifier = TokenVerifier([key.public_key()], ISSUER, AUDIENCE)
+    token = ed25519_token(key, header(key), claims())
+    assert verifier.verify(token) == verifier.verify(token)
+    assert full_checks == [token]
+
+
+def test_a_cached_token_past_its_exp_is_refused(key: Ed25519PrivateKey, full_checks: list[str]) -> None:
+    clock = Clock()
+    verifier = TokenVerifier([key.public_key()], ISSUER, AUDIENCE, clock=clock)
+    body = claims(exp=int(clock.now) + 60)
+    token = ed25519_token(key, header(key), body)
+    verifier.verify(token)
+    clock.now = body["exp"] - 1
+    assert verifier.verify(token).user_id == body["sub"]
+    assert len(full_checks) == 1
+    clock.now = body["exp"]
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
+    clock.now = body["exp"] + 3600
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
+
+
+def test_the_cache_is_bounded_and_forgets_the_least_recently_used(
+    key: Ed25519PrivateKey, full_checks: list[str]
+) -> None:
+    verifier = TokenVerifier([key.public_key()], ISSUER, AUDIENCE, cache_size=3)
+    tokens = [ed25519_token(key, header(key), claims()) for _ in range(5)]
+    for token in tokens[:3]:
+        verifier.verify(token)
+    verifier.verify(tokens[0])  # used again: now the most recent
+    verifier.verify(tokens[3])
+    verifier.verify(tokens[4])  # tokens 1 and 2 went out, token 0 stayed
+    full_checks.clear()
+    for token in (tokens[0], tokens[3], tokens[4]):
+        verifier.verify(token)
+    assert full_checks == []
+    verifier.verify(tokens[1])
+    assert full_checks == [tokens[1]]
+
+
+def test_a_different_token_with_the_same_claims_is_verified_afresh(
+    key: Ed25519PrivateKey, full_checks: list[str]
+) -> None:
+    verifier = TokenVerifier([key.public_key()], ISSUER, AUDIENCE)
+    body = claims()
+    genuine = ed25519_token(key, header(key), body)
+    verifier.verify(genuine)
+    forged = ed25519_token(Ed25519PrivateKey.generate(), header(key), body)
+    with pytest.raises(InvalidToken):
+        verifier.verify(forged)
+    same_claims_other_header = ed25519_token(key, {"typ": TOKEN_TYPE, "alg": ALGORITHM, "kid": kid_of(key)}, body)
+    assert same_claims_other_header != genuine
+    assert verifier.verify(same_claims_other_header).user_id == body["sub"]
+    assert full_checks == [genuine, forged, same_claims_other_header]
+
+
+def test_a_refused_token_is_never_remembered_as_valid(key: Ed25519PrivateKey, full_checks: list[str]) -> None:
+    clock = Clock()
+    verifier = TokenVerifier([key.public_key()], ISSUER, AUDIENCE, clock=clock)
+    not_yet = ed25519_token(key, header(key), claims(nbf=int(clock.now) + 3600))
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            verifier.verify(not_yet)
+    assert full_checks == [not_yet, not_yet]
