@@ -234,6 +234,7 @@ FORGERIES: dict[str, Forge] = {
     "header-not-an-object": lambda key: f"{b64url(b'[]')}.{b64url_json(claims())}.AAAA",
     "header-not-json": lambda key: f"{b64url(b'{nope')}.{b64url_json(claims())}.AAAA",
     "payload-not-json": lambda key: ed25519_token(key, header(key), {}).split(".")[0] + ".bm9wZQ.AAAA",
+    "lone-surrogate": lambda key: "\ud800" + ed25519_token(key, header(key), claims()),
 }
 
 
