@@ -353,7 +353,17 @@ class Stack:
         module = "services." + next(s for s in ("gateway", "auth", "rooms") if name.startswith(s))
         child = self._spawn(name, [sys.executable, "-m", module], self.service_env(name))
         url = self.service_url(name)
-        _wait(name, lambda: _http_ok(url + "/readyz"), 60, child.process)
+        try:
+            _wait(name, lambda: _http_ok(url + "/readyz"), 60, child.process)
+        except StartupError as exc:
+            raise StartupError(f"{exc}{self._log_tail(name)}") from None
+
+    def _log_tail(self, name: str, lines: int = 8) -> str:
+        """The last lines of a child's log file, to say why it failed (empty when it logs to our stdout)."""
+        if not self.log_dir or not (self.log_dir / f"{name}.log").exists():
+            return ""
+        tail = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:]
+        return "; its log ends with:\n" + "\n".join(tail)
 
     def start_edge(self) -> None:
         env = {

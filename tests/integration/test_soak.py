@@ -18,6 +18,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from services.common.redis_schema import GATEWAYS
 from tools.devstack import Stack
 from tools.soak.checker import check
 from tools.soak.run import soak, soak_stack
@@ -43,7 +44,7 @@ def stack() -> Iterator[Stack]:
 async def _gateway_ids(stack: Stack) -> set[str]:
     client = aioredis.Redis.from_url(stack.redis_url, decode_responses=True)
     try:
-        return set(await client.zrange("sala:gateways", 0, -1))
+        return set(await client.zrange(GATEWAYS, 0, -1))
     finally:
         await client.aclose()
 
@@ -88,6 +89,13 @@ async def test_a_gateway_stopped_on_purpose_stays_stopped(stack):
         stack.start_child("gateway0")
 
 
+async def test_redis_is_capped_without_eviction_and_keeps_an_append_only_file(redis_client):
+    config = await redis_client.config_get("*")
+    assert config["maxmemory-policy"] == "noeviction"
+    assert int(config["maxmemory"]) == 256 * 1024 * 1024  # SALA_DEV_REDIS_MAXMEMORY's default
+    assert config["appendonly"] == "yes"
+
+
 async def test_short_soak_loses_nothing_acked(stack):
     settings = SoakSettings(
         seconds=float(os.environ.get("SALA_SOAK_SECONDS", "75")),
@@ -100,8 +108,7 @@ async def test_short_soak_loses_nothing_acked(stack):
     history = await soak(stack, settings)
     report = check(history, settings.fault_settle_seconds)
     print(f"\nshort soak (seed {settings.seed}):\n{report.table()}")
-    if report.examples:
-        print(orjson.dumps(report.examples, option=orjson.OPT_INDENT_2).decode())
+    print(orjson.dumps({"faults": report.fault_log, **report.examples}, option=orjson.OPT_INDENT_2).decode())
     assert report.faults and sum(report.faults.values()) >= len(settings.kinds)
     assert report.acked > 0
     assert report.lost_acked == 0

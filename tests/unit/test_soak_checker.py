@@ -120,6 +120,7 @@ def test_latency_inside_a_fault_window_is_left_out():
     report = check(history, settle_seconds=0.1)
     assert report.latency_samples == 4  # the message sent at 11 s is inside the window
     assert report.faults == {"gateway_freeze": 1}
+    assert report.fault_log == [{"kind": "gateway_freeze", "target": "gateway0", "start": 0.5, "seconds": 1.0}]
 
 
 def test_outages_and_reconnects_are_reported():

@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--kinds", help=f"comma-separated fault kinds (default all: {','.join(FAULT_KINDS)})")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--json", type=Path, help="write the report as JSON to this file")
+    parser.add_argument("--logs", type=Path, help="keep the stack's logs in this folder (default: thrown away)")
     args = parser.parse_args()
     overrides = {
         key: value
@@ -38,12 +39,13 @@ def main() -> None:
     settings = SoakSettings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    report = asyncio.run(run(settings))
+    report = asyncio.run(run(settings, args.logs))
     sys.stdout.write(report.table() + "\n")
     if args.json:
         args.json.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
-    if report.examples:
-        sys.stdout.write(orjson.dumps(report.examples, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if report.examples or report.incidents:
+        details = {**report.examples, "incidents": report.incidents, "faults": report.fault_log}
+        sys.stdout.write(orjson.dumps(details, option=orjson.OPT_INDENT_2).decode() + "\n")
     sys.exit(0 if report.clean else 1)
 
 

@@ -42,6 +42,9 @@ class Report:
     faults: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
     longest_outage_by_member: dict[str, float] = field(default_factory=dict)
+    # Each fault: kind, target, start (seconds after the first message was sent) and duration.
+    fault_log: list[dict] = field(default_factory=list)
+    incidents: list[str] = field(default_factory=list)
     examples: dict[str, list] = field(default_factory=dict)
 
     @property
@@ -70,6 +73,7 @@ class Report:
             ("latency p50 / p99 outside faults (ms)", f"{p50} / {p99} ({self.latency_samples} samples)"),
             ("faults", ", ".join(f"{kind} {count}" for kind, count in sorted(self.faults.items())) or "none"),
             ("messages refused by the server", self.rejected),
+            ("harness incidents (see the JSON)", len(self.incidents)),
         ]
         width = max(len(name) for name, _ in rows)
         lines = [f"| {'measure'.ljust(width)} | value |", f"| {'-' * width} | --- |"]
@@ -87,7 +91,13 @@ def check(history: History, settle_seconds: float = 3.0) -> Report:
     report = Report()
     report.sent = len(history.sent)
     report.rejected = len(history.rejected)
+    report.incidents = list(history.incidents)
     report.faults = dict(Counter(fault.kind for fault in history.faults))
+    t0 = min((sent.at for sent in history.sent), default=0.0)
+    report.fault_log = [
+        {"kind": f.kind, "target": f.target, "start": round(f.start - t0, 2), "seconds": round(f.end - f.start, 2)}
+        for f in history.faults
+    ]
     examples: dict[str, list] = defaultdict(list)
 
     def example(rule: str, item: object) -> None:

@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 
-from tools.devstack import Stack
+from tools.devstack import Stack, StartupError
 from tools.soak.history import Fault, History
 from tools.soak.settings import SoakSettings
 
@@ -123,18 +123,30 @@ class Injector:
         await asyncio.sleep(seconds)
 
     async def redis_restart(self, name: str) -> None:
-        await asyncio.to_thread(self.stack.stop_child, "redis", signal.SIGTERM)
-        await asyncio.to_thread(self.stack.start_child, "redis")
+        await self._restart("redis", lambda: _port_open(self.stack.ports.redis))
 
     async def redis_kill(self, name: str) -> None:
         await self._killed_and_restarted("redis", lambda: _port_open(self.stack.ports.redis))
 
     async def auth_restart(self, name: str) -> None:
-        await self._restart("auth")
+        url = self.stack.service_url("auth") + "/readyz"
+        await self._restart("auth", lambda: _alive(url))
 
     async def rooms_restart(self, name: str) -> None:
-        await self._restart("rooms")
+        url = self.stack.service_url("rooms") + "/readyz"
+        await self._restart("rooms", lambda: _alive(url))
 
-    async def _restart(self, name: str) -> None:
+    async def _restart(self, name: str, ready) -> None:
+        """SIGTERM, then start; a start that fails is the supervisor's to retry, and the fault lasts until it is up."""
         await asyncio.to_thread(self.stack.stop_child, name, signal.SIGTERM)
-        await asyncio.to_thread(self.stack.start_child, name)
+        try:
+            await asyncio.to_thread(self.stack.start_child, name)
+        except StartupError as exc:
+            log.warning("%s did not start at once; the supervisor retries: %s", name, exc)
+            self.history.incidents.append(f"{name} did not start at once: {exc}")
+
+            def up() -> bool:
+                child = self.stack.children.get(name)
+                return child is not None and child.process.poll() is None and ready()
+
+            await self._wait_for(up, name)

@@ -74,3 +74,4 @@ class History:
     # Each room's stream at the end: (id, event without id), read with XRANGE before anyone left.
     streams: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (member, ref, error code) never retried
+    incidents: list[str] = field(default_factory=list)  # trouble of the harness itself, e.g. a child that did not restart at once

@@ -12,6 +12,7 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
+from services.common.redis_schema import room_events_key
 from tools.devstack import Ports, Stack
 from tools.soak.checker import Report, check
 from tools.soak.faults import Injector
@@ -76,7 +77,7 @@ async def _read_streams(redis_url: str, codes: list[str]) -> dict[str, list[tupl
     try:
         streams = {}
         for code in codes:
-            entries = await client.xrange(f"sala:room:{code}:events")
+            entries = await client.xrange(room_events_key(code))
             streams[code] = [(event_id, orjson.loads(fields.get("e", "{}"))) for event_id, fields in entries]
         return streams
     finally:
@@ -135,10 +136,12 @@ async def soak(stack: Stack, settings: SoakSettings) -> History:
     return history
 
 
-async def run(settings: SoakSettings) -> Report:
-    """The whole soak on a stack of its own, torn down at the end."""
+async def run(settings: SoakSettings, logs: Path | None = None) -> Report:
+    """The whole soak on a stack of its own, torn down at the end; its children's logs go to ``logs`` if given."""
     with tempfile.TemporaryDirectory(prefix="sala-soak-") as tmp:
         stack = soak_stack(Path(tmp), settings.gateways)
+        if logs is not None:
+            stack.log_dir = logs
         try:
             await asyncio.to_thread(stack.start)
             history = await soak(stack, settings)
