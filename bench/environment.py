@@ -122,7 +122,7 @@ def _create_rooms(edge_url: str, creator_tokens: list[str]) -> list[str]:
     return asyncio.run(create_all())
 
 
-def _wait_for_port(name: str, port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_for_port(name: str, port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -173,7 +173,7 @@ class Systems:
             stderr=subprocess.STDOUT,
         )
         self._yardsticks.append((process, log))
-        _wait_for_port(name, port, process)
+        wait_for_port(name, port, process)
         self.cpus.place(process.pid, self.cpus.server)
         return BaselineTarget(name, port, process.pid)
 

@@ -178,6 +178,7 @@ class Worker:
         self._closes[code] += 1
         if not member.welcomed.done():
             member.welcomed.set_exception(ConnectionError(f"closed with {code} before the welcome"))
+            member.welcomed.exception()  # retrieved: whoever awaits it still gets it, nobody else need
         storm = self._run.storm
         if storm is not None and not member.reconnecting:
             storm.dropped += 1

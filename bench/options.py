@@ -5,12 +5,14 @@ from dataclasses import dataclass, field
 
 from bench.workloads.fanout import Shape
 
-WORKLOADS = ("idle", "redis", "login", "fanout", "saturation", "storm")
+WORKLOADS = ("idle", "redis", "login", "fanout", "saturation", "storm", "memprobe")
+# memprobe runs a traced gateway (slow, for looking into): only when asked for, or with --full.
+DEFAULT_WORKLOADS = WORKLOADS[:-1]
 
 
 @dataclass
 class Options:
-    workloads: list[str] = field(default_factory=lambda: list(WORKLOADS))
+    workloads: list[str] = field(default_factory=lambda: list(DEFAULT_WORKLOADS))
     fanout: list[Shape] = field(default_factory=lambda: [Shape(50, 10, 1.0), Shape(10, 100, 0.1)])
     duration: float = 10.0
     saturation: list[Shape] = field(default_factory=lambda: [Shape(10, 100, 0.0)])
@@ -32,6 +34,8 @@ class Options:
     storm_before_seconds: float = 5.0
     storm_seconds: float = 12.0
     storm_give_up_seconds: float = 45.0
+    memprobe_sockets: int = 1000
+    memprobe_warm: int = 100
     processes: int = 0  # 0: two per load-generator CPU
     baseline: bool = True
     picows: bool = True
@@ -68,6 +72,7 @@ FULL = {
     "redis_events": 50000,
     "redis_subscribers": [1, 4, 16, 64, 256],
     "profile": True,
+    "workloads": list(WORKLOADS),
 }
 
 
@@ -107,6 +112,7 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--storm-room-size", type=int, help="members per room in the reconnect storm (10)")
     parser.add_argument("--storm-rate", type=float, help="messages/s each member sends through the storm (0.1)")
     parser.add_argument("--storm-seconds", type=float, help="seconds the chat goes on after the kill (12)")
+    parser.add_argument("--memprobe-sockets", type=int, help="idle sockets the traced gateway gets (1000)")
     parser.add_argument("--processes", type=int, help="load-generator processes (two per load CPU)")
     parser.add_argument(
         "--no-baseline", dest="baseline", action="store_false", default=None, help="skip the websockets yardstick"

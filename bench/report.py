@@ -169,6 +169,22 @@ def _storm(report: dict) -> list[str]:
     return [table(title, ["what", "value"], rows)]
 
 
+def _memprobe(report: dict) -> list[str]:
+    m = report["memprobe"]
+    name = f"What one idle socket holds ({m['sockets']:,} sockets, rooms of {m['room_size']}; tracemalloc"
+    parts = [
+        table(
+            f"{name}: {m['traced_kib_per_socket']} KiB traced per socket), by allocating line",
+            ["line", "bytes/socket", "blocks/socket"],
+            [[r["where"], r["bytes_per_socket"], r["blocks_per_socket"]] for r in m["by_line"]],
+        )
+    ]
+    for key, what in (("by_package", "package of the allocating line"), ("by_sala_line", "Sala's line that asked")):
+        rows = [[r["where"], r["bytes_per_socket"]] for r in m[key]]
+        parts.append(table(f"What one idle socket holds, by {what}", [what, "bytes/socket"], rows))
+    return parts
+
+
 def _login(report: dict) -> list[str]:
     g = report["login"]
     argon2, latency = g["argon2"], g["latency_ms"]
@@ -224,6 +240,7 @@ SECTIONS = [
     ("idle", _idle),
     ("idle", _connect_cost),
     ("storm", _storm),
+    ("memprobe", _memprobe),
     ("login", _login),
     ("redis", _redis),
     ("profiles", _profiles),

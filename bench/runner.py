@@ -27,6 +27,7 @@ from bench.swarm import Swarm
 from bench.workloads.fanout import Shape, connect, fanout
 from bench.workloads.idle import idle
 from bench.workloads.login import login
+from bench.workloads.memprobe import memprobe
 from bench.workloads.redis_cost import redis_cost
 from bench.workloads.saturation import saturation
 from bench.workloads.storm import storm
@@ -185,6 +186,10 @@ def run(options: Options) -> tuple[dict, Path]:
         targets = _targets(systems, options)
         if "idle" in options.workloads:
             report["idle"] = [idle(ctx, target, options.idle_connections, options.idle_room_size) for target in targets]
+        if "memprobe" in options.workloads:
+            report["memprobe"] = memprobe(
+                ctx, options.memprobe_sockets, options.idle_room_size, options.memprobe_warm, out_dir
+            )
         if "redis" in options.workloads:
             report["redis"] = redis_cost(ctx, options.redis_events, options.redis_subscribers)
         if "login" in options.workloads:

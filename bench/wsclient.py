@@ -100,6 +100,9 @@ class WsClient(asyncio.Protocol):
         end = self._buffer.find(b"\r\n\r\n")
         if end < 0:
             return False
+        if self.handshake.done():  # the caller gave up waiting (cancelled): nobody wants this socket now
+            self.transport.close()
+            return False
         status = bytes(self._buffer[: self._buffer.find(b"\r\n")])
         del self._buffer[: end + 4]
         if not status.startswith(b"HTTP/1.1 101"):

@@ -1,7 +1,9 @@
 """The bench's own logic: the picows yardstick's RESP reader and framing, the web client's backoff as
-the load generator replays it, where the reconnect storm puts rooms, and Sala-over-yardstick ratios."""
+the load generator replays it, where the reconnect storm puts rooms, Sala-over-yardstick ratios, and
+the memory probe's attribution."""
 
 import random
+import tracemalloc
 from collections import Counter
 
 import pytest
@@ -10,7 +12,9 @@ from websockets.frames import Frame, Opcode
 from bench.loadgen import BACKOFF_ATTEMPTS, MemberSpec, backoff_delay
 from bench.picows_gateway import command, encode_text_frame, parse_resp
 from bench.runner import ratios
+from bench.workloads.memprobe import attribute, package, short
 from bench.workloads.storm import place
+from tools.devstack import ROOT
 
 PUSH = b"*3\r\n$7\r\nmessage\r\n$9\r\nbench:r:1\r\n$5\r\nhello\r\n"
 
@@ -98,3 +102,31 @@ def test_ratios_compare_sala_with_each_yardstick_shape_by_shape() -> None:
     assert rows[("fanout", "server_cpu_us_per_delivery", "picows")] == 2.0
     assert rows[("idle", "rss_kib_per_connection", "picows")] == 0.8
     assert not any(against == "sala" for _, _, against in rows)
+
+
+def _hold(count: int, size: int) -> list[bytearray]:
+    return [bytearray(size) for _ in range(count)]
+
+
+def test_the_memory_probe_charges_each_socket_what_was_allocated_and_kept_and_says_where() -> None:
+    tracemalloc.start(8)
+    try:
+        before = tracemalloc.take_snapshot()
+        kept = _hold(50, 4000)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    figures = attribute(before, after, sockets=10)
+    top = figures["by_line"][0]
+    assert top["where"].startswith("tests/unit/test_bench_logic.py:")
+    assert 50 * 4000 / 10 <= top["bytes_per_socket"] < 50 * 4100 / 10
+    assert top["blocks_per_socket"] >= 5  # a bytearray is its object and its buffer
+    assert figures["by_sala_line"][0]["where"] == "(no Sala frame)"
+    assert len(kept) == 50
+
+
+def test_frames_are_named_as_a_reader_knows_them() -> None:
+    assert short(f"{ROOT}/services/gateway/hub.py") == "services/gateway/hub.py"
+    assert package(f"{ROOT}/services/gateway/hub.py") == "services/gateway"
+    assert package("/venv/lib/python3.11/site-packages/uvicorn/protocols/x.py") == "uvicorn"
+    assert package("/usr/lib/python3.11/asyncio/tasks.py") == "asyncio"
