@@ -113,6 +113,7 @@ async def test_short_soak_loses_nothing_acked(stack):
     assert report.acked > 0
     assert report.lost_acked == 0
     assert report.stored_twice == 0
+    assert report.acked_not_stored == 0
     assert report.out_of_order == 0
     assert report.duplicates_delivered == 0
     assert report.rooms_closed_under_members == 0

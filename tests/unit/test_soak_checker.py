@@ -97,6 +97,16 @@ def test_one_message_under_two_ids_in_the_stream_is_stored_twice():
     assert report.examples["stored_twice"][0]["ids"] == ["205-0", "300-0"]
 
 
+def test_an_acked_id_missing_from_the_stream_at_the_end_was_not_stored():
+    history = clean_history()
+    history.streams[ROOM].pop(1)
+    report = check(history)
+    assert report.acked_not_stored == 1 and not report.clean
+    assert report.examples["acked_not_stored"] == [{"room": ROOM, "id": "100-1"}]
+    history.streams[ROOM] = []  # a stream read under the wrong key
+    assert check(history).acked_not_stored == 3
+
+
 def test_one_ref_acked_under_two_ids_is_stored_twice():
     history = clean_history()
     history.streams = {}

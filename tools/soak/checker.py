@@ -9,7 +9,10 @@ Rules, for every room and member (each able to fail on its own):
   received (its session is continuous across reconnects);
 - stored twice: one message (one text, unique per ref) under two ids, in the
   room's stream at the end, in what members received, or in two acks;
-- room closed under its members: a member was told 4404 while it had not left.
+- room closed under its members: a member was told 4404 while it had not left;
+- acked but not stored: an acked id missing from its room's stream at the end
+  (the soak's rooms keep every event), which also catches a stream read under
+  the wrong key.
 
 Latency is from a message's first transmission to its live delivery, over
 samples whose span touches no fault window (each widened by a settle time).
@@ -31,6 +34,7 @@ class Report:
     lost_acked: int = 0  # distinct acked messages some member never received
     lost_pairs: int = 0  # (message, member) pairs missing
     stored_twice: int = 0
+    acked_not_stored: int = 0
     duplicates_delivered: int = 0
     out_of_order: int = 0
     rooms_closed_under_members: int = 0
@@ -51,7 +55,7 @@ class Report:
     def clean(self) -> bool:
         return not (
             self.lost_acked or self.stored_twice or self.duplicates_delivered or self.out_of_order
-            or self.rooms_closed_under_members
+            or self.rooms_closed_under_members or self.acked_not_stored
         )
 
     def as_dict(self) -> dict:
@@ -65,6 +69,7 @@ class Report:
             ("acked", self.acked),
             ("acked but never delivered (messages / member pairs)", f"{self.lost_acked} / {self.lost_pairs}"),
             ("stored twice", self.stored_twice),
+            ("acked but not in the room's stream at the end", self.acked_not_stored),
             ("duplicate deliveries", self.duplicates_delivered),
             ("out of order", self.out_of_order),
             ("rooms closed under their members", self.rooms_closed_under_members),
@@ -130,6 +135,13 @@ def check(history: History, settle_seconds: float = 3.0) -> Report:
         if len(ids) > 1:
             report.stored_twice += len(ids) - 1
             example("stored_twice", {"room": room, "text": text, "ids": sorted(ids, key=parse_id)})
+
+    for room, events in history.streams.items():
+        stored = {event_id for event_id, _ in events}
+        for event_id in acked[room]:
+            if event_id not in stored:
+                report.acked_not_stored += 1
+                example("acked_not_stored", {"room": room, "id": event_id})
 
     # Per member: duplicates, order, and every acked message of its session received.
     received: dict[str, list] = defaultdict(list)
