@@ -10,6 +10,7 @@ of Redis) is measured alongside.
 """
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 
@@ -19,11 +20,12 @@ from redis.asyncio import Redis
 from bench.context import Context
 from bench.procstat import cpu_seconds
 from bench.progress import Progress
-from services.common.redis_schema import Scripts, room_events_key, room_key
+from services.common.redis_schema import Scripts, room_key
 
 ROOM = "BENCHREDIS"
 BATCH = 200
 HISTORY_MAX = 1000
+DEDUPE_WINDOW = 1000
 
 
 class _Discard(asyncio.Protocol):
@@ -70,10 +72,14 @@ async def _measure(
     body = _body()
     await redis.hset(room_key(ROOM), mapping={"code": ROOM, "name": ""})
 
+    refs = itertools.count()
+
     async def script_batch() -> None:
+        # Every event with a ref of its own, as the gateway sends them: a repeated ref would skip the append.
         async with redis.pipeline(transaction=False) as pipe:
             for _ in range(BATCH):
-                await scripts.append_message(keys=[room_key(ROOM)], args=[HISTORY_MAX, body], client=pipe)
+                args = [HISTORY_MAX, body, f"m0000x00 {next(refs)}", DEDUPE_WINDOW]
+                await scripts.append_message(keys=[room_key(ROOM)], args=args, client=pipe)
             await pipe.execute()
 
     async def publish_batch() -> None:
@@ -89,7 +95,8 @@ async def _measure(
             progress.update()
         publish = round(await _cost(publish_batch, events, 1, port, pid), 2)
     finally:
-        await redis.delete(room_key(ROOM), room_events_key(ROOM))
+        # The room's keys all share its prefix (redis_schema): the hash, the stream, the refs.
+        await redis.delete(*[key async for key in redis.scan_iter(match=room_key(ROOM).replace("{", "[{]") + "*")])
         await redis.aclose()
     return {"script": script, "publish_one_subscriber": publish}
 
