@@ -78,7 +78,7 @@ def create_app(settings: AuthSettings) -> FastAPI:
         app.state.pool = await asyncpg.create_pool(
             settings.database_url, min_size=1, max_size=settings.database_pool_max
         )
-        app.state.redis = create_redis(settings.redis_url)
+        app.state.redis = create_redis(settings)
         return_freed_hash_memory()
         app.state.hasher = PasswordHasher(
             settings.argon2_memory_kib,

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastapi import HTTPException, status
+from redis.asyncio import RedisCluster
 from starlette.requests import HTTPConnection
 
 from services.common.redis_schema import Scripts, ratelimit_key
@@ -71,8 +72,23 @@ async def reserve(scripts: Scripts, budgets: Sequence[Budget]) -> Verdict:
     """Take one attempt from every budget before the costly work, or from none if any is used up.
 
     One atomic step: N concurrent callers against a budget of K get exactly
-    K admissions, unlike a read-only check followed by a hit afterwards.
+    K admissions, unlike a read-only check followed by a hit afterwards. In
+    a Redis Cluster the counters live on several nodes, so each is reserved
+    atomically on its own, in turn, and those taken are given back if a later
+    one is used up: no budget is ever overdrawn, and a refusal may at worst
+    have briefly held an attempt of another.
     """
+    if not isinstance(scripts.rate_limit_reserve.registered_client, RedisCluster):
+        return await _reserve(scripts, budgets)
+    for taken, budget in enumerate(budgets):
+        verdict = await _reserve(scripts, [budget])
+        if not verdict.allowed:
+            await refund(scripts, budgets[:taken])
+            return verdict
+    return Verdict(allowed=True, retry_after=0)
+
+
+async def _reserve(scripts: Scripts, budgets: Sequence[Budget]) -> Verdict:
     allowed, wait = await scripts.rate_limit_reserve(
         keys=[budget.key for budget in budgets],
         args=[value for budget in budgets for value in (budget.limit.window_seconds, budget.limit.count)],
@@ -82,5 +98,10 @@ async def reserve(scripts: Scripts, budgets: Sequence[Budget]) -> Verdict:
 
 async def refund(scripts: Scripts, budgets: Sequence[Budget]) -> None:
     """Give back an attempt ``reserve`` took, when it turned out not to count (a success)."""
-    if budgets:
+    if not budgets:
+        return
+    if isinstance(scripts.rate_limit_refund.registered_client, RedisCluster):
+        for budget in budgets:
+            await scripts.rate_limit_refund(keys=[budget.key], args=[])
+    else:
         await scripts.rate_limit_refund(keys=[budget.key for budget in budgets], args=[])

@@ -8,11 +8,11 @@ once without removing a socket twice or emitting a leave twice.
 import logging
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.common.background import Duties
 from services.common.clock import utc_now_iso
+from services.common.redis_client import RedisClient
 from services.common.redis_schema import (
     DEAD_GATEWAYS,
     GATEWAYS,
@@ -46,7 +46,7 @@ async def index_grace(scripts: Scripts, code: str, next_due: int, version: int) 
         await scripts.index_grace(keys=[GRACES, GRACE_VERSIONS], args=[code, next_due, version])
 
 
-async def _reap_dead_gateways(redis: Redis, scripts: Scripts, settings: ReaperSettings) -> int:
+async def _reap_dead_gateways(redis: RedisClient, scripts: Scripts, settings: ReaperSettings) -> int:
     """Hand the sockets of gateways silent for the timeout to the leave grace, room by room."""
     handled = 0
     grace_ms = int(settings.leave_grace_seconds * 1000)
@@ -67,7 +67,7 @@ async def _reap_dead_gateways(redis: Redis, scripts: Scripts, settings: ReaperSe
     return handled
 
 
-async def _expire_graces(redis: Redis, scripts: Scripts, settings: ReaperSettings) -> int:
+async def _expire_graces(redis: RedisClient, scripts: Scripts, settings: ReaperSettings) -> int:
     """Make the users whose grace ran out leave, in every room the index says is due."""
     seconds, micros = await redis.time()
     now_ms = seconds * 1000 + micros // 1000
@@ -80,7 +80,7 @@ async def _expire_graces(redis: Redis, scripts: Scripts, settings: ReaperSetting
     return len(due)
 
 
-async def reap_once(redis: Redis, scripts: Scripts, settings: ReaperSettings) -> int:
+async def reap_once(redis: RedisClient, scripts: Scripts, settings: ReaperSettings) -> int:
     """Handle what is due now; returns how many rooms were handled."""
     total = 0
     while True:
@@ -90,7 +90,15 @@ async def reap_once(redis: Redis, scripts: Scripts, settings: ReaperSettings) ->
             return total
 
 
-async def run_reaper(redis: Redis, scripts: Scripts, settings: ReaperSettings, duties: Duties) -> None:
+async def redis_uptime(redis: RedisClient) -> int:
+    """Seconds Redis has been up: in a cluster, the youngest node's."""
+    info = await redis.info("server")
+    if "uptime_in_seconds" in info:
+        return int(info["uptime_in_seconds"])
+    return min(int(node["uptime_in_seconds"]) for node in info.values())
+
+
+async def run_reaper(redis: RedisClient, scripts: Scripts, settings: ReaperSettings, duties: Duties) -> None:
     """Reap a few times per timeout until the service stops.
 
     Right after Redis restarts, every gateway's heartbeat looks old (none
@@ -100,7 +108,7 @@ async def run_reaper(redis: Redis, scripts: Scripts, settings: ReaperSettings, d
     interval = min(1.0, settings.presence_timeout_seconds / 5, settings.leave_grace_seconds / 5)
     while True:
         try:
-            uptime = int((await redis.info("server"))["uptime_in_seconds"])
+            uptime = await redis_uptime(redis)
             if uptime >= settings.presence_timeout_seconds:
                 handled = await reap_once(redis, scripts, settings)
                 if handled:

@@ -1,46 +1,119 @@
-"""Redis clients that ride out a server restart on their own."""
+"""Redis clients that ride out a server restart on their own, for one server or a Redis Cluster.
+
+``SALA_REDIS_CLUSTER`` picks the topology: off, ``SALA_REDIS_URL`` is the
+server; on, it lists one or more seed nodes of a Redis (7 or newer) or
+Valkey cluster, comma-separated, and the client finds the rest. Every key
+Sala uses carries a hash tag (``services.common.redis_schema``), so each
+script runs on one node either way.
+"""
 
 import asyncio
+from typing import Any
+from urllib.parse import urlsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
+
+from services.common.settings import ServiceSettings
 
 # Enough for every command in flight on a busy replica; past it, callers wait for a free connection
 # (rather than fail, which redis-py's default pool does).
 MAX_CONNECTIONS = 64
 POOL_WAIT_SECONDS = 5.0
 
+RedisClient = Redis | RedisCluster
 
-def create_redis(url: str, retries: int = 5) -> Redis:
-    """A pooled client that retries commands with bounded backoff while Redis is away.
 
-    ``retries=0`` is for pub/sub, whose owner must see every lost connection:
-    a library retry would re-subscribe silently and lose what was published meanwhile.
-    """
+def _connection_options(retries: int) -> dict[str, Any]:
+    return {
+        "decode_responses": True,
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=retries),
+        "retry_on_error": [ConnectionError, TimeoutError],
+        "socket_connect_timeout": 2.0,
+        "socket_keepalive": True,
+        "health_check_interval": 10,
+    }
+
+
+def seed_urls(url: str) -> list[str]:
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+def create_redis(settings: ServiceSettings, retries: int = 5) -> RedisClient:
+    """A pooled client that retries commands with bounded backoff while Redis is away."""
+    if settings.redis_cluster:
+        seeds = [urlsplit(url) for url in seed_urls(settings.redis_url)]
+        first = seeds[0]
+        return RedisCluster(
+            startup_nodes=[ClusterNode(seed.hostname or "127.0.0.1", seed.port or 6379) for seed in seeds],
+            username=first.username,
+            password=first.password,
+            ssl=first.scheme == "rediss",
+            max_connections=MAX_CONNECTIONS,
+            **_connection_options(retries),
+        )
+    return create_server_client(settings.redis_url, retries)
+
+
+def create_server_client(url: str, retries: int = 5) -> Redis:
+    """A client of one server (``retries=0`` for pub/sub: see ``PubSubNodes``)."""
     pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=POOL_WAIT_SECONDS,
-        decode_responses=True,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=retries),
-        retry_on_error=[ConnectionError, TimeoutError],
-        socket_connect_timeout=2.0,
-        socket_keepalive=True,
-        health_check_interval=10,
+        url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS, **_connection_options(retries)
     )
     return Redis.from_pool(pool)
+
+
+class PubSubNodes:
+    """Where the gateway's hub subscribes: the server, or in a cluster one node after another.
+
+    Its clients never retry: the hub must see every lost connection, since a
+    library retry would re-subscribe silently and lose what was published
+    meanwhile. In a cluster, a classic ``PUBLISH`` reaches every node, so any
+    node serves; after a failure the hub moves on to the next one.
+    """
+
+    def __init__(self, settings: ServiceSettings, commands: RedisClient) -> None:
+        self._settings = settings
+        self._commands = commands
+        self._clients: dict[str, Redis] = {}
+        self._turn = 0
+
+    async def next_client(self) -> Redis:
+        if not isinstance(self._commands, RedisCluster):
+            return self._client(self._settings.redis_url)
+        try:
+            await self._commands.initialize()
+            nodes = sorted(node.name for node in self._commands.get_nodes())
+        except (RedisError, OSError):
+            nodes = []
+        seeds = seed_urls(self._settings.redis_url)
+        if not nodes:
+            nodes = [f"{urlsplit(url).hostname}:{urlsplit(url).port or 6379}" for url in seeds]
+        self._turn = (self._turn + 1) % len(nodes)
+        seed = urlsplit(seeds[0])
+        userinfo = f"{seed.username or ''}:{seed.password}@" if seed.password else ""
+        return self._client(f"{seed.scheme}://{userinfo}{nodes[self._turn]}")
+
+    def _client(self, url: str) -> Redis:
+        if url not in self._clients:
+            self._clients[url] = create_server_client(url, retries=0)
+        return self._clients[url]
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
 
 
 READY_CHECK_SECONDS = 1.0
 
 
-async def redis_ready(redis: Redis) -> bool:
+async def redis_ready(redis: RedisClient) -> bool:
     """Whether Redis answers now; a probe must not wait out the client's retries."""
     try:
         async with asyncio.timeout(READY_CHECK_SECONDS):
             return bool(await redis.ping())
-    except (ConnectionError, TimeoutError, OSError):
+    except (RedisError, OSError):
         return False
-

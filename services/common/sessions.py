@@ -52,11 +52,20 @@ async def session_revoked(redis: Redis, session_id: str) -> bool:
 
 
 async def publish_revocations(redis: Redis, session_ids: list[str], ttl_seconds: int) -> None:
-    """Mark sessions revoked for every service and tell every gateway to close their sockets."""
-    async with redis.pipeline(transaction=True) as pipe:
+    """Mark sessions revoked for every service, then tell every gateway to close their sockets.
+
+    In that order, and in two steps (the marks may live on several cluster
+    nodes): a socket opened between the two is still closed by the message,
+    since the gateway watches a session before it checks the mark.
+    """
+    if not session_ids:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
         for session_id in session_ids:
-            pipe.set(revoked_key(session_id), 1, ex=max(1, ttl_seconds)).publish(REVOCATIONS_CHANNEL, session_id)
+            pipe.set(revoked_key(session_id), 1, ex=max(1, ttl_seconds))
         await pipe.execute()
+    for session_id in session_ids:
+        await redis.publish(REVOCATIONS_CHANNEL, session_id)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -18,6 +18,8 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # On: SALA_REDIS_URL lists seed nodes of a Redis (7+) or Valkey cluster, comma-separated.
+    redis_cluster: bool = False
     jwt_verify_keys_file: Path | None = None
     jwt_issuer: str = "sala"
     jwt_audience: str = "sala"

@@ -16,7 +16,7 @@ from services.common.background import Duties
 from services.common.http import install_common, request_id_of
 from services.common.logs import request_id_var
 from services.common.reaper import ReaperSettings, run_reaper
-from services.common.redis_client import create_redis, redis_ready
+from services.common.redis_client import PubSubNodes, create_redis, redis_ready
 from services.common.redis_schema import Scripts
 from services.common.tokens import TokenVerifier, load_public_keys
 from services.gateway.admission import Admission
@@ -100,13 +100,13 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics: GatewayMetrics = app.state.metrics
-        redis = create_redis(settings.redis_url)
+        redis = create_redis(settings)
         # Publishing and subscribing never share a connection; the hub, not the library, re-subscribes.
-        pubsub_redis = create_redis(settings.redis_url, retries=0)
+        pubsub_nodes = PubSubNodes(settings, redis)
         scripts = Scripts.register(redis)
         hub = Hub(
             redis,
-            pubsub_redis,
+            pubsub_nodes,
             settings.pubsub_health_seconds,
             on_fanout=metrics.fanned_out.inc,
             on_reconnect=metrics.redis_reconnects.inc,
@@ -124,9 +124,7 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
             ),
             admission=Admission(settings),
         )
-        heartbeat = HeartbeatThread(
-            settings.redis_url, settings.gateway_id, settings.heartbeat_seconds, settings.loop_stall_seconds
-        )
+        heartbeat = HeartbeatThread(settings, settings.heartbeat_seconds, settings.loop_stall_seconds)
         metrics.loop_lag.set_function(heartbeat.loop_lag)
         metrics.local_rooms.set_function(lambda: len(hub.rooms))
         metrics.send_queue_depth.set_function(
@@ -146,7 +144,7 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
             with contextlib.suppress(RedisError):
                 await _bounded("record leaves", context.presence.record_unrecorded())
                 await _bounded("retire", context.presence.retire())
-            await _bounded("close pub/sub client", pubsub_redis.aclose())
+            await _bounded("close pub/sub clients", pubsub_nodes.aclose())
             await _bounded("close client", redis.aclose())
 
     app = FastAPI(title="Sala gateway", lifespan=lifespan, openapi_url=None, docs_url=None)

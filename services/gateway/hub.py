@@ -16,11 +16,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 import orjson
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
+from services.common.redis_client import PubSubNodes, RedisClient
 from services.common.redis_schema import (
     REVOCATIONS_CHANNEL,
     code_of_channel,
@@ -98,14 +98,14 @@ class LocalRoom:
 class Hub:
     def __init__(
         self,
-        redis: Redis,
-        pubsub_redis: Redis,
+        redis: RedisClient,
+        pubsub_nodes: PubSubNodes,
         health_seconds: float,
         on_fanout: Callable[[int], None] = lambda n: None,
         on_reconnect: Callable[[], None] = lambda: None,
     ) -> None:
         self._redis = redis
-        self._pubsub_redis = pubsub_redis
+        self._pubsub_nodes = pubsub_nodes
         self._health_seconds = health_seconds
         self._on_fanout = on_fanout
         self._on_reconnect = on_reconnect
@@ -220,7 +220,7 @@ class Hub:
             self._reset_behind_our_back = True
 
     async def _connect_and_listen(self) -> None:
-        pubsub = self._pubsub = self._pubsub_redis.pubsub()
+        pubsub = self._pubsub = (await self._pubsub_nodes.next_client()).pubsub()
         held = await self._subscribe_all(pubsub)
         # Subscribed everywhere: now what was missed meanwhile can be read without a gap.
         for room in list(self.rooms.values()):

@@ -13,23 +13,35 @@ import logging
 import secrets
 import threading
 import time
+from urllib.parse import urlsplit
 
 import redis
+from redis.cluster import ClusterNode
 from redis.exceptions import RedisError
 
+from services.common.redis_client import seed_urls
 from services.common.redis_schema import DEAD_GATEWAYS, GATEWAYS, HEARTBEAT
+from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
 
 class HeartbeatThread(threading.Thread):
-    def __init__(
-        self, redis_url: str, gateway_id: str, interval_seconds: float, loop_stall_seconds: float
-    ) -> None:
+    def __init__(self, settings: GatewaySettings, interval_seconds: float, loop_stall_seconds: float) -> None:
         super().__init__(name="gateway-heartbeat", daemon=True)
-        self._client = redis.Redis.from_url(
-            redis_url, socket_timeout=max(1.0, interval_seconds), socket_connect_timeout=2.0
-        )
+        options = {"socket_timeout": max(1.0, interval_seconds), "socket_connect_timeout": 2.0}
+        gateway_id = settings.gateway_id
+        if settings.redis_cluster:
+            seeds = [urlsplit(url) for url in seed_urls(settings.redis_url)]
+            self._client: redis.Redis | redis.RedisCluster = redis.RedisCluster(
+                startup_nodes=[ClusterNode(seed.hostname or "127.0.0.1", seed.port or 6379) for seed in seeds],
+                username=seeds[0].username,
+                password=seeds[0].password,
+                ssl=seeds[0].scheme == "rediss",
+                **options,
+            )
+        else:
+            self._client = redis.Redis.from_url(settings.redis_url, **options)
         self._script = self._client.register_script(HEARTBEAT)
         self._base_id = gateway_id
         # A gateway presumed dead comes back under a new id: the reaper is removing its old one's sockets.

@@ -23,7 +23,7 @@ def create_app(settings: RoomsSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis = redis = create_redis(settings.redis_url)
+        app.state.redis = redis = create_redis(settings)
         app.state.scripts = scripts = Scripts.register(redis)
         duties = Duties()
         duties.start(

@@ -440,6 +440,9 @@ class FakePubSubClient:
         self.sessions: list[FakePubSub] = []
         self.prepare: Callable[[FakePubSub], None] = lambda pubsub: None
 
+    async def next_client(self) -> "FakePubSubClient":
+        return self
+
     def pubsub(self) -> FakePubSub:
         session = FakePubSub()
         self.prepare(session)
@@ -449,4 +452,4 @@ class FakePubSubClient:
 
 def hub(client: FakePubSubClient | None = None, **kwargs: object) -> Hub:
     """A hub over a fake pub/sub client; its health interval is long so no ping or deafness interferes."""
-    return Hub(redis=None, pubsub_redis=client or FakePubSubClient(), health_seconds=60, **kwargs)
+    return Hub(redis=None, pubsub_nodes=client or FakePubSubClient(), health_seconds=60, **kwargs)
