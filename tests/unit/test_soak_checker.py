@@ -64,6 +64,12 @@ def test_a_member_whose_room_closed_is_owed_only_what_came_before_and_the_closur
     assert report.rooms_closed_under_members == 1 and not report.clean
 
 
+def test_a_room_closed_before_a_member_was_even_welcomed_counts():
+    history = clean_history()
+    history.sessions["cid"] = Session("cid", ROOM, welcomed=False, ended="room_closed")
+    assert check(history).rooms_closed_under_members == 1
+
+
 def test_two_deliveries_of_one_id_are_a_duplicate():
     history = clean_history()
     history.deliveries.append(Delivery("bob", ROOM, "100-0", "message", "ann says #0", at=20, live=False))

@@ -165,6 +165,8 @@ def check(history: History, settle_seconds: float = 3.0) -> Report:
                 example("out_of_order", {"member": member, "id": delivery.id, "after": f"{highest[0]}-{highest[1]}"})
             seen.add(delivery.id)
             highest = key if highest is None else max(highest, key)
+        if session.ended == "room_closed":
+            closed_rooms.add(session.room)
         if not session.welcomed:
             continue
         owed = [event_id for event_id in acked[session.room] if _owed(event_id, session.floor)]
@@ -177,8 +179,6 @@ def check(history: History, settle_seconds: float = 3.0) -> Report:
                 lost_messages.add((session.room, event_id))
                 example("lost_acked", {"member": member, "room": session.room, "id": event_id,
                                        "fault": _last_fault(history, acked_at.get(event_id))})
-        if session.ended == "room_closed":
-            closed_rooms.add(session.room)
         report.reconnects += session.reconnects
         longest = max(session.outages, default=0.0)
         report.longest_outage_by_member[member] = round(longest, 3)
