@@ -11,7 +11,8 @@
 # release has none (Debian 12 ships compose v1 only; Debian 13's static
 # builds need only libc6 >= 2.34); then `dockerd` in the background (no
 # systemd), its log and pid in .data/docker/. `make test` runs this before the
-# suite and `stop` after it, so CI leaves no daemon behind.
+# suite and, when no engine answered before, `stop` after it, so CI leaves no
+# daemon behind.
 #
 # Base images: each one missing is pulled; when no registry answers, a local
 # stand-in is built from a Debian root filesystem (debootstrap, with the
