@@ -37,10 +37,10 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 GATEWAYS = 3
 SALA = ("auth", "rooms", "gateway")
-# A gateway cut from Redis closes its sockets once its pub/sub connection has
-# been silent for twice SALA_PUBSUB_HEALTH_SECONDS (5 s); its users are chatting
-# again on another replica within this bound, and its health check (/readyz
-# every 5 s, two failures) turns unhealthy within it (docs/operations.md).
+# The stated bound for a gateway cut from Redis: its health check (/readyz every
+# 5 s, unhealthy after two failures) turns unhealthy, a member who sends is
+# closed with 1013, and (once the gateway gap is closed) its users chat again on
+# another replica, all within this (docs/operations.md, "When something dies").
 MOVED_WITHIN_SECONDS = 30
 # A setting passed only through the env file: proof that env_file reaches the services.
 ENV_FILE_SETTING = ("SALA_HISTORY_ON_JOIN", "37")
