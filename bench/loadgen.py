@@ -324,7 +324,7 @@ class Worker:
             if delay > 0:
                 await asyncio.sleep(delay)
             text = f"{run.tag} {username} {time.monotonic_ns()}"
-            ref = f"s{sequence}"
+            ref = f"{run.tag}-{sequence}"
             member.pending[ref] = text
             if not member.closed and member.client is not None and member.welcomed.done():
                 member.client.send_text(_message_frame(text, ref))
@@ -385,9 +385,8 @@ class Worker:
                 await asyncio.sleep(delay)
             elif -delay > run.max_send_lag:
                 run.max_send_lag = -delay
-            client.send_text(
-                f'{{"type":"message","text":"{run.tag} {username} {time.monotonic_ns()}","ref":"{sequence}"}}'
-            )
+            # The ref names the run too: the gateway acks a ref it already stored with the first id, unstored.
+            client.send_text(_message_frame(f"{run.tag} {username} {time.monotonic_ns()}", f"{run.tag}-{sequence}"))
             run.sent += 1
             sequence += 1
             due += interval
