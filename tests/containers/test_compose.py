@@ -144,11 +144,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     password = secrets.token_urlsafe(24)
     env_file.write_text(f"POSTGRES_PASSWORD={password}\n{ENV_FILE_SETTING[0]}={ENV_FILE_SETTING[1]}\n")
     port = _free_port()
-    env = {**os.environ, "CHAT_PORT": str(port), "SALA_ENV_FILE": str(env_file), "POSTGRES_PASSWORD": password}
+    project = f"sala-test-{secrets.token_hex(4)}"
+    # Images of its own, removed at the end: a developer's sala:dev is left alone.
+    images = {"SALA_IMAGE": f"{project}-sala:test", "SALA_EDGE_IMAGE": f"{project}-edge:test"}
+    env = {**os.environ, **images, "CHAT_PORT": str(port), "SALA_ENV_FILE": str(env_file), "POSTGRES_PASSWORD": password}
     ca = _build_ca_certificates()
     if ca:
         env["SALA_BUILD_CA_CERTIFICATES"] = ca
-    running = Deployment(f"sala-test-{secrets.token_hex(4)}", port, env)
+    running = Deployment(project, port, env)
     try:
         started = time.monotonic()
         up = running.compose("up", "-d", "--build", "--wait", "--scale", f"gateway={GATEWAYS}", timeout=1200, check=False)
@@ -157,6 +160,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         yield running
     finally:
         running.compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout=300, check=False)
+        # Each service that builds leaves an image of its own build, labelled with the project.
+        built = running.docker("image", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={project}")
+        running.docker("image", "rm", "--force", *images.values(), *built.stdout.split())
 
 
 # ------------------------------------------------------------------ clients ---
