@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import orjson
+from pydantic import ValidationError
 
 from tools.soak.run import run
 from tools.soak.settings import FAULT_KINDS, SoakSettings
@@ -36,7 +37,10 @@ def main() -> None:
         }.items()
         if value is not None
     }
-    settings = SoakSettings(**overrides)
+    try:
+        settings = SoakSettings(**overrides)
+    except ValidationError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     report = asyncio.run(run(settings, args.logs))
