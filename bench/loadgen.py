@@ -97,6 +97,7 @@ class Storm:
     dropped: int = 0
     back_ns: array = field(default_factory=lambda: array("q"))  # kill to welcome, per reconnect
     noticed_ns: array = field(default_factory=lambda: array("q"))  # kill to the socket's close, per drop
+    upgraded_ns: array = field(default_factory=lambda: array("q"))  # kill to the 101, per reconnect
     attempts: Counter = field(default_factory=Counter)  # attempts a reconnect took
     failures: Counter = field(default_factory=Counter)  # why an attempt failed
     gave_up: int = 0
@@ -215,7 +216,7 @@ class Worker:
             "welcome_us": welcomes.tobytes(),
         }
 
-    async def _open(self, member: Member, host: str, port: int, path: str) -> None:
+    async def _open(self, member: Member, host: str, port: int, path: str, storm: Storm | None = None) -> None:
         """One socket for ``member``, up to its welcome; on failure it is closed and the error raised."""
         member.welcomed = asyncio.get_running_loop().create_future()
         member.closed = False
@@ -232,6 +233,8 @@ class Worker:
                 ),
                 CONNECT_TIMEOUT_SECONDS,
             )
+            if storm is not None:
+                storm.upgraded_ns.append(time.monotonic_ns() - storm.kill_at_ns)
             await asyncio.wait_for(member.welcomed, CONNECT_TIMEOUT_SECONDS)
         except BaseException:
             member.closed = True
@@ -246,7 +249,7 @@ class Worker:
                 await asyncio.sleep(backoff_delay(attempt))
                 since = f"&since={member.last_event_id}" if member.last_event_id else ""
                 try:
-                    await self._open(member, "127.0.0.1", member.spec.fallback, member.spec.path + since)
+                    await self._open(member, "127.0.0.1", member.spec.fallback, member.spec.path + since, storm)
                 except Exception as exc:
                     storm.failures[_reason(exc)] += 1
                     continue
@@ -306,6 +309,7 @@ class Worker:
             "dropped": storm.dropped,
             "back_ns": storm.back_ns.tobytes(),
             "noticed_ns": storm.noticed_ns.tobytes(),
+            "upgraded_ns": storm.upgraded_ns.tobytes(),
             "attempts": storm.attempts,
             "failures": storm.failures,
             "gave_up": storm.gave_up,

@@ -32,7 +32,7 @@ class Options:
     storm_room_size: int = 10
     storm_rate: float = 0.1
     storm_before_seconds: float = 5.0
-    storm_seconds: float = 12.0
+    storm_seconds: float = 20.0
     storm_give_up_seconds: float = 45.0
     memprobe_sockets: int = 1000
     memprobe_warm: int = 100
@@ -111,7 +111,7 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--storm-sockets", type=int, help="sockets over three gateways in the reconnect storm (5000)")
     parser.add_argument("--storm-room-size", type=int, help="members per room in the reconnect storm (10)")
     parser.add_argument("--storm-rate", type=float, help="messages/s each member sends through the storm (0.1)")
-    parser.add_argument("--storm-seconds", type=float, help="seconds the chat goes on after the kill (12)")
+    parser.add_argument("--storm-seconds", type=float, help="seconds the chat goes on after the kill (20)")
     parser.add_argument("--memprobe-sockets", type=int, help="idle sockets the traced gateway gets (1000)")
     parser.add_argument("--processes", type=int, help="load-generator processes (two per load CPU)")
     parser.add_argument(

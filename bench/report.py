@@ -144,6 +144,8 @@ def _storm(report: dict) -> list[str]:
         ["sockets dropped by the kill", s["dropped"]],
         ["reconnected / gave up", f"{s['reconnected']:,} / {s['gave_up']}"],
         ["seconds until everyone is back", s["seconds_until_everyone_back"] if s["everyone_back"] else "NOT ALL BACK"],
+        ["seconds from the kill until dropped p50 / max", " / ".join(map(_cell, s["seconds_until_dropped_p50_max"]))],
+        ["seconds until upgraded (101) p50 / max", " / ".join(map(_cell, s["seconds_until_upgraded_p50_max"]))],
         ["reconnect seconds p50 / p99", f"{_cell(s['reconnect_seconds_p50'])} / {_cell(s['reconnect_seconds_p99'])}"],
         ["attempts per reconnect", ", ".join(f"{k}: {v}" for k, v in s["attempts_per_reconnect"].items()) or "-"],
         ["failed attempts", sum(s["failed_attempts"].values())],
@@ -159,6 +161,10 @@ def _storm(report: dict) -> list[str]:
     rows += [
         ["survivors' CPU before / during", f"{_percent(s['survivors_cpu_utilization_before'])} / "
                                            f"{_percent(s['survivors_cpu_utilization_during'])}"],
+        ["survivors' run-queue wait before / during (s per s)", f"{_cell(s['survivors_runqueue_wait_before'])} / "
+                                                                 f"{_cell(s['survivors_runqueue_wait_during'])}"],
+        ["load generator / Redis CPU during", f"{_percent(s['loadgen_cpu_utilization_during'])} / "
+                                              f"{_percent(s['redis_cpu_utilization_during'])}"],
         ["gateway CPU ms per reconnect (chat cost removed)", s["gateway_cpu_ms_per_reconnect"]],
         ["Redis CPU ms per reconnect", s["redis_cpu_ms_per_reconnect"]],
     ]  # fmt: skip

@@ -176,7 +176,7 @@ class Swarm:
         replies = self._all("storm", Progress(label, expected_seconds), **args)
         receipts, rooms = Counter(), Counter()
         acked: list[tuple[str, str]] = []
-        samples, back, noticed = array("q"), array("q"), array("q")
+        samples, back, noticed, upgraded = array("q"), array("q"), array("q"), array("q")
         merged = {name: Counter() for name in ("errors", "closes", "attempts", "failures")}
         for reply in replies:
             receipts.update(reply["receipts"])
@@ -185,6 +185,7 @@ class Swarm:
             samples.frombytes(reply["bystander_samples"])
             back.frombytes(reply["back_ns"])
             noticed.frombytes(reply["noticed_ns"])
+            upgraded.frombytes(reply["upgraded_ns"])
             for name, counter in merged.items():
                 counter.update(reply[name])
         expected = lost = 0
@@ -207,6 +208,7 @@ class Swarm:
             "bystander_samples": samples,
             "back_ns": back,
             "noticed_ns": noticed,
+            "upgraded_ns": upgraded,
         }
 
     def disconnect(self) -> None:

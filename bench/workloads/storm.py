@@ -29,7 +29,7 @@ from bisect import bisect_left
 
 from bench.context import Context
 from bench.loadgen import MemberSpec
-from bench.procstat import cpu_seconds, wait_idle
+from bench.procstat import cpu_seconds, runqueue_wait_seconds, wait_idle
 from bench.stats import latency_summary, percentile
 
 GATEWAYS = 3
@@ -59,12 +59,16 @@ class Sampler(threading.Thread):
         self.times: list[float] = []
         self.gateway_cpu: list[float] = []
         self.redis_cpu: list[float] = []
+        self.loadgen_cpu: list[float] = []
+        self.gateway_wait: list[float] = []  # run-queue wait: runnable, but the CPU busy with something else
         self.killed_at: float | None = None
 
     def _sample(self) -> None:
         self.times.append(time.monotonic())
         self.gateway_cpu.append(sum(cpu_seconds(pid) for pid in self._survivors))
         self.redis_cpu.append(cpu_seconds(self._ctx.systems.pid("redis")))
+        self.loadgen_cpu.append(sum(cpu_seconds(pid) for pid in self._ctx.swarm.pids))
+        self.gateway_wait.append(sum(runqueue_wait_seconds(pid) for pid in self._survivors))
 
     def run(self) -> None:
         while time.monotonic() < self._until:
@@ -167,6 +171,7 @@ def _figures(
 ) -> dict:
     back = sorted(result["back_ns"])
     noticed = sorted(result["noticed_ns"])
+    upgraded = sorted(result["upgraded_ns"])
     reconnects = len(back)
     everyone_back = result["back"] == result["members"] and result["dropped"] > 0
     all_back_at = kill_at + back[-1] / 1e9 if back else chat_until
@@ -196,6 +201,12 @@ def _figures(
             _seconds(percentile(noticed, 0.5)),
             _seconds(noticed[-1] if noticed else None),
         ],
+        # From the kill to the HTTP 101 of the reconnect that succeeded, then to its welcome: waiting to be
+        # accepted and upgraded, or for the join (Redis round trips) after it.
+        "seconds_until_upgraded_p50_max": [
+            _seconds(percentile(upgraded, 0.5)),
+            _seconds(upgraded[-1] if upgraded else None),
+        ],
         "reconnect_seconds_p50": None if p50 is None else round(p50 / 1e9, 2),
         "reconnect_seconds_p99": None if p99 is None else round(p99 / 1e9, 2),
         "attempts_per_reconnect": {str(k): v for k, v in sorted(result["attempts"].items())},
@@ -218,6 +229,11 @@ def _figures(
         },
         "survivors_cpu_utilization_before": round(gateway_rate, 3),
         "survivors_cpu_utilization_during": round(sampler.rate(sampler.gateway_cpu, killed_at, all_back_at), 3),
+        "survivors_runqueue_wait_before": round(sampler.rate(sampler.gateway_wait, chat_from, killed_at), 3),
+        "survivors_runqueue_wait_during": round(sampler.rate(sampler.gateway_wait, killed_at, all_back_at), 3),
+        # Shares of one CPU: the load generator's processes and Redis share the other CPU (with the rest).
+        "loadgen_cpu_utilization_during": round(sampler.rate(sampler.loadgen_cpu, killed_at, all_back_at), 3),
+        "redis_cpu_utilization_during": round(sampler.rate(sampler.redis_cpu, killed_at, all_back_at), 3),
         "gateway_cpu_ms_per_reconnect": round(gateway_extra * 1000 / reconnects, 3) if reconnects else None,
         "redis_cpu_ms_per_reconnect": round(redis_extra * 1000 / reconnects, 3) if reconnects else None,
     }
