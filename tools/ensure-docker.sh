@@ -35,6 +35,7 @@ PYTHON_IMAGE=python:3.11.7-slim-bookworm
 POSTGRES_IMAGE=postgres:16
 REDIS_IMAGE=redis:7
 CADDY_IMAGE=caddy:2.11
+NO_REGISTRY=""
 
 say() { echo "ensure-docker: $*"; }
 
@@ -320,9 +321,14 @@ ensure_image() {
         say "$image: present"
         return 0
     fi
-    if timeout 300 docker pull --quiet "$image" >/dev/null 2>&1; then
-        say "$image: pulled"
-        return 0
+    # After one failed pull no registry is assumed: a silent network would cost the timeout per image.
+    if [ -z "$NO_REGISTRY" ]; then
+        if timeout 120 docker pull --quiet "$image" >/dev/null 2>&1; then
+            say "$image: pulled"
+            return 0
+        fi
+        NO_REGISTRY=1
+        say "$image: no registry answers; building local stand-ins"
     fi
     have_image "$BASE_IMAGE" || timed "local Debian base $BASE_IMAGE" build_base
     local context
