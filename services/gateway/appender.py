@@ -16,7 +16,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from services.common.redis_schema import Scripts, room_key
@@ -65,7 +65,9 @@ class MessageAppender:
     async def _flush(self, batch: list[_Entry]) -> None:
         try:
             results = await self._run(batch)
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # whatever went wrong, every waiting socket must hear of it
+            if not isinstance(exc, RedisError | OSError):
+                log.exception("appending a batch failed")
             for entry in batch:
                 if not entry.future.done():
                     entry.future.set_exception(exc)
@@ -84,6 +86,10 @@ class MessageAppender:
     async def _run(self, batch: list[_Entry]) -> list[object]:
         if len(batch) == 1:
             return [await self._script(keys=[room_key(batch[0].code)], args=self._args(batch[0]))]
+        if isinstance(self._redis, RedisCluster):
+            # A cluster pipeline cannot carry scripts: the calls go out together, each to its room's node.
+            calls = (self._script(keys=[room_key(entry.code)], args=self._args(entry)) for entry in batch)
+            return list(await asyncio.gather(*calls, return_exceptions=True))
         async with self._redis.pipeline(transaction=False) as pipe:
             for entry in batch:
                 pipe.evalsha(self._script.sha, 1, room_key(entry.code), *self._args(entry))

@@ -91,7 +91,14 @@ class LocalRoom:
                 socket.deliver_ephemeral(wire)
 
     def seen(self, event_id: EventId | None) -> None:
-        if event_id is not None and (self.last_id is None or event_id > self.last_id):
+        """Start counting from a new socket's history, when the room has no live event yet.
+
+        Only then: a socket's history can hold events that are still on their
+        way over pub/sub (in a cluster they cross nodes, and Redis under load
+        may be slow), and moving ``last_id`` past them would drop them for
+        every other socket of the room. The new socket drops them itself.
+        """
+        if event_id is not None and self.last_id is None:
             self.last_id = event_id
 
 

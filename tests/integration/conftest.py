@@ -38,9 +38,16 @@ async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+def redis_of(stack: Stack) -> aioredis.Redis | aioredis.RedisCluster:
+    """A client of the stack's Redis: the server, or (SALA_TEST_REDIS=cluster) the whole cluster."""
+    if stack.redis_cluster:
+        return aioredis.RedisCluster.from_url(stack.redis_url.split(",")[0], decode_responses=True)
+    return aioredis.Redis.from_url(stack.redis_url, decode_responses=True)
+
+
 @pytest.fixture
 async def redis_client(stack: Stack) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(stack.redis_url, decode_responses=True)
+    client = redis_of(stack)
     yield client
     await client.aclose()
 
@@ -53,7 +60,7 @@ async def clean_slate(stack: Stack) -> AsyncIterator[None]:
         await conn.execute("TRUNCATE users CASCADE")
     finally:
         await conn.close()
-    client = aioredis.Redis.from_url(stack.redis_url, decode_responses=True)
+    client = redis_of(stack)
     try:
         keys = [key async for key in client.scan_iter("sala:ratelimit:*")]
         if keys:

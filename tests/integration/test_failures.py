@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from redis.asyncio import RedisCluster
 from websockets.exceptions import ConnectionClosed
 
 from services.common.redis_schema import parse_event_id, room_key
@@ -24,8 +25,16 @@ def replicas(stack):
     for index in range(len(stack.ports.gateways)):
         if f"gateway{index}" not in stack.children:
             stack.start_child(f"gateway{index}")
-    if "redis" not in stack.children:
+    if not stack.redis_cluster and "redis" not in stack.children:
         stack.start_child("redis")
+
+
+async def kill_pubsub_connections(redis_client) -> None:
+    """Cut every pub/sub connection on the server side (on every node of a cluster)."""
+    if isinstance(redis_client, RedisCluster):
+        await redis_client.client_kill_filter(_type="pubsub", target_nodes=RedisCluster.ALL_NODES)
+    else:
+        await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
 
 
 async def room_status(api, user, code) -> int:
@@ -100,6 +109,7 @@ async def test_drained_replica_clients_resume_elsewhere_without_leave_or_join(re
     assert not [frame for frame in seen if frame["type"] in ("join", "leave")]
 
 
+@pytest.mark.single_redis
 async def test_chat_resumes_after_a_redis_restart(replicas, pair, open_socket):
     alice, bob, code, a, b = pair.alice, pair.bob, pair.code, pair.a, pair.b
     await a.send({"type": "message", "text": "before", "ref": "1"})
@@ -153,7 +163,7 @@ async def test_a_dropped_subscription_recovers_missed_events(pair, redis_client)
     a, b = pair.a, pair.b
     await a.recv_type("join")
     # Cut every pub/sub connection on the server side; the sockets stay up.
-    await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    await kill_pubsub_connections(redis_client)
     sent = []
     for n in range(10):
         sent.append(await a.say(f"through the gap {n}"))
@@ -187,7 +197,7 @@ async def test_pubsub_connections_cut_while_messages_flow_lose_nothing(pair, red
     async def cut() -> None:
         for _ in range(6):
             await asyncio.sleep(0.25)
-            await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            await kill_pubsub_connections(redis_client)
 
     received: list[str] = []
 

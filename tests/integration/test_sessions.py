@@ -173,6 +173,7 @@ async def test_validation_errors_never_echo_the_password(api):
 
 
 @pytest.mark.failure
+@pytest.mark.single_redis
 async def test_revocation_survives_redis_restarting_empty_and_a_gateway_restart(api, stack, new_user, new_room, open_socket):
     user, other = await new_user(), await new_user()
     assert (await api.post("/api/auth/logout", headers=user.bearer)).status_code == 204

@@ -71,7 +71,7 @@ async def test_an_empty_room_still_moves_its_last_id():
     assert member.delivered == []
 
 
-async def test_seen_only_moves_last_id_forward():
+async def test_seen_only_starts_the_count_of_a_room_without_live_events():
     room = LocalRoom("ROOM")
     member = FakeSubscriber()
     room.sockets.add(member)
@@ -86,6 +86,18 @@ async def test_seen_only_moves_last_id_forward():
     assert room.dispatch(*event(6)) == 0
     assert room.dispatch(*event(8)) == 1
     assert member.ids == [(8, 0)]
+
+
+async def test_an_event_in_a_new_sockets_history_still_reaches_the_others_live():
+    """Bob's join is in his welcome's history before it arrives over pub/sub: alice must still get it."""
+    room = LocalRoom("ROOM")
+    alice = FakeSubscriber()
+    room.sockets.add(alice)
+    room.seen((5, 0))
+    room.sockets.add(FakeSubscriber())
+    room.seen((9, 0))
+    assert room.dispatch(*event(9)) == 2
+    assert alice.ids == [(9, 0)]
 
 
 async def test_typing_skips_every_socket_of_its_author(encodes):
