@@ -39,10 +39,23 @@ async def keep_alive(context: GatewayContext, heartbeat: HeartbeatThread, duties
     If this gateway was given up for dead, its sockets reconnect to rebuild
     presence. The reaper gave their users the leave grace, so clients back
     within it cause no leave and no join, and no room closes under them.
+
+    A gateway cut off from Redis for the presence timeout closes its sockets
+    (1013) so that their users move to a replica that can serve them: the
+    others presume it dead by then anyway. Meanwhile it refuses handshakes.
     """
     hub = context.hub
+    loop = asyncio.get_running_loop()
+    lost_since: float | None = None
     while True:
         heartbeat.loop_alive()
+        if hub.connected.is_set():
+            lost_since = None
+        elif lost_since is None:
+            lost_since = loop.time()
+        elif loop.time() - lost_since >= context.settings.presence_timeout_seconds and hub.connection_count:
+            log.warning("cut off from Redis; asking clients to reconnect elsewhere")
+            hub.close_all(Close.TRY_AGAIN, "this replica lost Redis; reconnect")
         if heartbeat.forgotten.is_set():
             heartbeat.forgotten.clear()
             context.presence.gateway_id = heartbeat.gateway_id

@@ -7,6 +7,7 @@ needs from the gateway's context instead of through ``Depends``.
 """
 
 from fastapi import WebSocket
+from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from services.common import ratelimit
@@ -44,6 +45,16 @@ async def chat_socket(websocket: WebSocket, context: GatewayContext) -> None:
         return
     if context.draining:
         await websocket.close(code=Close.SERVICE_RESTART)
+        return
+    if not context.hub.connected.is_set():
+        # Cut off from Redis: refused before the upgrade, so the edge tries another replica instead of this one.
+        await websocket.send_denial_response(
+            JSONResponse(
+                {"detail": "This replica cannot reach Redis right now; try again."},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        )
         return
     await websocket.accept()
     try:

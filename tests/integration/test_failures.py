@@ -10,10 +10,13 @@ import time
 import httpx
 import pytest
 from redis.asyncio import RedisCluster
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.common.redis_schema import parse_event_id, room_key
 from tests.conftest import TEST_SETTINGS
+from tests.integration.conftest import Socket, ws_url
+from tools.tcpproxy import ProxyGroup
 
 pytestmark = pytest.mark.failure
 
@@ -208,3 +211,29 @@ async def test_pubsub_connections_cut_while_messages_flow_lose_nothing(pair, red
 
     await asyncio.gather(flood(), cut(), read())
     assert received == acked
+
+
+@pytest.mark.single_redis
+async def test_a_gateway_cut_off_from_redis_sends_its_users_elsewhere(stack, new_user, new_room, open_socket):
+    """Refused handshakes (503, so the edge picks another replica), then its sockets closed with 1013."""
+    proxies = ProxyGroup()
+    port = proxies.add("cut", int(stack.redis_url.rsplit(":", 1)[1].split("/")[0]))
+    replica = stack.add_replica("gateway", {"SALA_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    url = stack.service_url(replica)
+    try:
+        alice = await new_user()
+        code = await new_room(alice)
+        socket = Socket(await connect(ws_url(url, code), additional_headers=alice.bearer, open_timeout=10))
+        await socket.recv_type("welcome")
+        cut_for = float(TEST_SETTINGS["SALA_PRESENCE_TIMEOUT_SECONDS"]) + 8
+        proxies.cut("cut", cut_for)
+        health = float(TEST_SETTINGS["SALA_PUBSUB_HEALTH_SECONDS"])
+        presence = float(TEST_SETTINGS["SALA_PRESENCE_TIMEOUT_SECONDS"])
+        assert await socket.closed_with(timeout=2 * health + presence + 4) == 1013
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(ws_url(url, code), additional_headers=alice.bearer, open_timeout=5)
+        assert refused.value.response.status_code == 503
+        assert refused.value.response.headers["Retry-After"] == "1"
+    finally:
+        stack.stop_child(replica)
+        proxies.close()
