@@ -9,6 +9,9 @@ from collections import Counter
 import pytest
 from websockets.frames import Frame, Opcode
 
+# The yardstick needs the bench extra (picows); `make unit` runs with it, a bare `.[test]` install skips these.
+pytest.importorskip("picows")
+
 from bench.loadgen import BACKOFF_ATTEMPTS, MemberSpec, backoff_delay
 from bench.picows_gateway import command, encode_text_frame, parse_resp
 from bench.runner import ratios
