@@ -1,4 +1,4 @@
-"""Command-line options and the three presets: default (about 6 minutes), --quick (2–3 minutes), --full."""
+"""Command-line options and the three presets: default (about 8 minutes), --quick (about 3), --full."""
 
 import argparse
 from dataclasses import dataclass, field
@@ -91,7 +91,7 @@ def parse(argv: list[str] | None = None) -> Options:
         "against a minimal baseline gateway. Prints a table and writes bench/results/<time>/report.json.",
     )
     preset = parser.add_mutually_exclusive_group()
-    preset.add_argument("--quick", action="store_true", help="smaller sizes, about a minute and a half")
+    preset.add_argument("--quick", action="store_true", help="smaller sizes, about three minutes")
     preset.add_argument("--full", action="store_true", help="longer runs, more sizes, profile included")
     parser.add_argument("--workload", action="append", choices=WORKLOADS, help="run only this one (repeatable)")
     parser.add_argument(
