@@ -97,7 +97,7 @@ def _seconds(ns: float | None) -> float | None:
     return None if ns is None else round(ns / 1e9, 3)
 
 
-def _window(samples: array, start_ns: int, end_ns: int) -> dict:
+def latency_window(samples: array, start_ns: int, end_ns: int) -> dict:
     latencies = [samples[i + 1] for i in range(0, len(samples), 2) if start_ns <= samples[i] < end_ns]
     return {"deliveries": len(latencies), **latency_summary(latencies)}
 
@@ -223,9 +223,9 @@ def _figures(
         "errors": dict(result["errors"]),
         "closes": {str(code): count for code, count in result["closes"].items()},
         "bystander_latency_ms": {
-            "before": _window(samples, int(start_at * 1e9) + 1_000_000_000, kill_ns),
-            "during": _window(samples, kill_ns, back_ns),
-            "after": _window(samples, back_ns, int(chat_until * 1e9)),
+            "before": latency_window(samples, int(start_at * 1e9) + 1_000_000_000, kill_ns),
+            "during": latency_window(samples, kill_ns, back_ns),
+            "after": latency_window(samples, back_ns, int(chat_until * 1e9)),
         },
         "survivors_cpu_utilization_before": round(gateway_rate, 3),
         "survivors_cpu_utilization_during": round(sampler.rate(sampler.gateway_cpu, killed_at, all_back_at), 3),

@@ -4,6 +4,7 @@ the memory probe's attribution."""
 
 import random
 import tracemalloc
+from array import array
 from collections import Counter
 
 import pytest
@@ -16,7 +17,7 @@ from bench.loadgen import BACKOFF_ATTEMPTS, MemberSpec, backoff_delay
 from bench.picows_gateway import command, encode_text_frame, parse_resp
 from bench.runner import ratios
 from bench.workloads.memprobe import attribute, package, short
-from bench.workloads.storm import place
+from bench.workloads.storm import Sampler, latency_window, place
 from tools.devstack import ROOT
 
 PUSH = b"*3\r\n$7\r\nmessage\r\n$9\r\nbench:r:1\r\n$5\r\nhello\r\n"
@@ -133,3 +134,22 @@ def test_frames_are_named_as_a_reader_knows_them() -> None:
     assert package(f"{ROOT}/services/gateway/hub.py") == "services/gateway"
     assert package("/venv/lib/python3.11/site-packages/uvicorn/protocols/x.py") == "uvicorn"
     assert package("/usr/lib/python3.11/asyncio/tasks.py") == "asyncio"
+
+
+def test_storm_cpu_is_read_between_samples_and_held_at_the_ends() -> None:
+    sampler = Sampler(None, [], "gateway-3", kill_at=0.0, until=0.0)  # type: ignore[arg-type]
+    sampler.times = [10.0, 11.0, 12.0]
+    series = [0.0, 0.5, 1.5]
+    assert sampler.at(series, 10.5) == 0.25
+    assert sampler.at(series, 11.5) == 1.0
+    assert sampler.at(series, 9.0) == 0.0
+    assert sampler.at(series, 20.0) == 1.5
+    assert sampler.rate(series, 11.0, 12.0) == 1.0
+
+
+def test_bystander_latency_counts_only_deliveries_received_within_the_window() -> None:
+    samples = array("q", [100, 5_000, 200, 7_000, 300, 9_000])  # (receive ns, latency µs) pairs
+    window = latency_window(samples, 150, 300)
+    assert window["deliveries"] == 1
+    assert window["p99"] == 7.0
+    assert latency_window(samples, 0, 50)["deliveries"] == 0
