@@ -81,7 +81,7 @@ e2e: install browser
 soak: install
 	$(BIN)/python -m tools.soak $(ARGS)
 
-## Fan-out, saturation, idle memory and login benchmarks against a baseline (ARGS="--quick" for a short run).
+## Fan-out, saturation, idle memory, connect and login benchmarks against two yardsticks, and a reconnect storm (ARGS="--quick" for a short run).
 bench: install
 	$(BIN)/python -m bench $(ARGS)
 
