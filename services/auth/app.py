@@ -87,15 +87,15 @@ def create_app(settings: AuthSettings) -> FastAPI:
             settings.password_hash_concurrency,
             settings.password_hash_wait_seconds,
         )
+        duties = Duties()
         try:
             await apply_migrations(app.state.pool)
             app.state.scripts = Scripts.register(app.state.redis)
-            duties = Duties()
             duties.start("revocations", partial(keep_revocations_loaded, app))
             duties.start("session-purge", partial(purge_expired_sessions, app))
             yield
-            await duties.stop()
         finally:
+            await duties.stop()
             app.state.hasher.close()
             await app.state.redis.aclose()
             await asyncio.wait_for(app.state.pool.close(), timeout=5)

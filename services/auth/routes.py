@@ -277,7 +277,7 @@ async def logout_all(
 ) -> Response:
     """End every session of this user, on every device."""
     revoked = await store.revoke_user_sessions(pool, principal.user_id)
-    session_ids = {str(session_id) for session_id, _ in revoked} | {principal.session_id}
+    session_ids = {str(session_id) for session_id in revoked} | {principal.session_id}
     await publish_revocations(redis, sorted(session_ids), settings.access_token_ttl_seconds)
     return _logged_out(request, settings)
 

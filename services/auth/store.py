@@ -82,12 +82,9 @@ async def session_is_live(pool: asyncpg.Pool, session_id: UUID) -> bool:
     )
 
 
-async def revoke_session(pool: asyncpg.Pool, session_id: UUID) -> datetime | None:
-    """Mark the session revoked; returns when it would have expired, or None if it was not live."""
-    return await pool.fetchval(
-        "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING expires_at",
-        session_id,
-    )
+async def revoke_session(pool: asyncpg.Pool, session_id: UUID) -> None:
+    """Mark the session revoked (a session revoked already keeps its first revocation time)."""
+    await pool.execute("UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", session_id)
 
 
 async def recently_revoked_sessions(pool: asyncpg.Pool, within_seconds: int) -> list[UUID]:
@@ -152,14 +149,14 @@ async def rotate_refresh_token(
     return Session(row["session_id"], row["user_id"], row["expires_at"]), User(**dict(user))
 
 
-async def revoke_user_sessions(pool: asyncpg.Pool, user_id: UUID) -> list[tuple[UUID, datetime]]:
-    """Revoke every live session of the user; returns (session id, expiry) of each."""
+async def revoke_user_sessions(pool: asyncpg.Pool, user_id: UUID) -> list[UUID]:
+    """Revoke every live session of the user; returns their ids."""
     rows = await pool.fetch(
         "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()"
-        " RETURNING id, expires_at",
+        " RETURNING id",
         user_id,
     )
-    return [(row["id"], row["expires_at"]) for row in rows]
+    return [row["id"] for row in rows]
 
 
 async def refresh_token_session(pool: asyncpg.Pool, token_hash: bytes) -> UUID | None:
