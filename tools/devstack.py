@@ -160,7 +160,8 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 within a second."""
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return response.status == 200
@@ -434,7 +435,7 @@ class Stack:
         child = self._spawn(name, [sys.executable, "-m", module], self.service_env(name))
         url = self.service_url(name)
         try:
-            _wait(name, lambda: _http_ok(url + "/readyz"), 60, child.process)
+            _wait(name, lambda: http_ok(url + "/readyz"), 60, child.process)
         except StartupError as exc:
             raise StartupError(f"{exc}{self._log_tail(name)}") from None
 
@@ -457,7 +458,7 @@ class Stack:
         config = ROOT / "deploy" / "caddy" / "Caddyfile"
         argv = [caddy_executable(), "run", "--config", str(config), "--adapter", "caddyfile"]
         child = self._spawn("edge", argv, env)
-        _wait("edge", lambda: _http_ok(self.edge_url + "/api/auth/.well-known/jwks.json"), 30, child.process)
+        _wait("edge", lambda: http_ok(self.edge_url + "/api/auth/.well-known/jwks.json"), 30, child.process)
 
     def start_child(self, name: str) -> None:
         """Start (again) one part of the stack by name."""

@@ -14,10 +14,8 @@ import random
 import signal
 import socket
 import time
-import urllib.error
-import urllib.request
 
-from tools.devstack import Stack, StartupError
+from tools.devstack import Stack, StartupError, http_ok
 from tools.soak.history import Fault, History
 from tools.soak.settings import SoakSettings
 
@@ -39,14 +37,6 @@ def schedule(settings: SoakSettings, rng: random.Random) -> list[tuple[float, st
         kinds += round_
     slot = span / settings.faults
     return [(settings.warmup_seconds + i * slot + rng.random() * slot / 2, kind) for i, kind in enumerate(kinds[: settings.faults])]
-
-
-def _alive(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _port_open(port: int) -> bool:
@@ -107,7 +97,7 @@ class Injector:
 
     async def gateway_kill(self, name: str) -> None:
         url = self.stack.service_url(name) + "/readyz"
-        await self._killed_and_restarted(name, lambda: _alive(url))
+        await self._killed_and_restarted(name, lambda: http_ok(url))
 
     async def gateway_freeze(self, name: str) -> None:
         pid = self.stack.pid(name)
@@ -130,11 +120,11 @@ class Injector:
 
     async def auth_restart(self, name: str) -> None:
         url = self.stack.service_url("auth") + "/readyz"
-        await self._restart("auth", lambda: _alive(url))
+        await self._restart("auth", lambda: http_ok(url))
 
     async def rooms_restart(self, name: str) -> None:
         url = self.stack.service_url("rooms") + "/readyz"
-        await self._restart("rooms", lambda: _alive(url))
+        await self._restart("rooms", lambda: http_ok(url))
 
     async def _restart(self, name: str, ready) -> None:
         """SIGTERM, then start; a start that fails is the supervisor's to retry, and the fault lasts until it is up."""
