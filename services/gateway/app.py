@@ -45,15 +45,9 @@ async def keep_alive(context: GatewayContext, heartbeat: HeartbeatThread, duties
     others presume it dead by then anyway. Meanwhile it refuses handshakes.
     """
     hub = context.hub
-    loop = asyncio.get_running_loop()
-    lost_since: float | None = None
     while True:
         heartbeat.loop_alive()
-        if hub.connected.is_set():
-            lost_since = None
-        elif lost_since is None:
-            lost_since = loop.time()
-        elif loop.time() - lost_since >= context.settings.presence_timeout_seconds and hub.connection_count:
+        if hub.bus_lost_for() >= context.settings.presence_timeout_seconds and hub.connection_count:
             log.warning("cut off from Redis; asking clients to reconnect elsewhere")
             hub.close_all(Close.TRY_AGAIN, "this replica lost Redis; reconnect")
         if heartbeat.forgotten.is_set():

@@ -125,6 +125,8 @@ class Hub:
         self._backoff = MIN_BACKOFF_SECONDS
         self._stopping = False
         self.connected = asyncio.Event()
+        # When the bus was last lost (monotonic seconds); None while connected or before the first connection.
+        self._lost_at: float | None = None
         self.rooms: dict[str, LocalRoom] = {}
         self.sessions: dict[str, set[Subscriber]] = {}
 
@@ -138,6 +140,10 @@ class Hub:
             await asyncio.wait([self._task], timeout=2)
         if self._pubsub:
             await self._pubsub.aclose()
+
+    def bus_lost_for(self) -> float:
+        """How long the bus has been lost, in seconds: 0 while connected (and while first connecting)."""
+        return 0.0 if self._lost_at is None else time.monotonic() - self._lost_at
 
     @property
     def connection_count(self) -> int:
@@ -202,6 +208,8 @@ class Hub:
                 # The reader must outlive any bug: reconnecting recovers what was missed from the streams.
                 log.exception("pub/sub reader failed; reconnecting")
             self.connected.clear()
+            if self._lost_at is None:
+                self._lost_at = time.monotonic()
             self._on_reconnect()
             self._unwatch()
             if self._pubsub is not None:
@@ -237,6 +245,7 @@ class Hub:
             if not room.subscribed.done():
                 room.subscribed.set_result(None)
         self.connected.set()
+        self._lost_at = None
         self._backoff = MIN_BACKOFF_SECONDS
         for message in held:
             self._handle(message)

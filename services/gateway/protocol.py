@@ -147,6 +147,9 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            # A refused handshake (503) is a complete answer; uvicorn would log it as an app error.
+            self.handshake_complete = True
         if message["type"] == "websocket.accept":
             self.__dict__.pop("request", None)
             self.__dict__.pop("response", None)

@@ -46,8 +46,9 @@ async def chat_socket(websocket: WebSocket, context: GatewayContext) -> None:
     if context.draining:
         await websocket.close(code=Close.SERVICE_RESTART)
         return
-    if not context.hub.connected.is_set():
-        # Cut off from Redis: refused before the upgrade, so the edge tries another replica instead of this one.
+    if context.hub.bus_lost_for() > settings.pubsub_health_seconds:
+        # Cut off from Redis, not a blip (a blip's socket waits for the bus): refused before the upgrade, so
+        # the edge tries another replica instead of this one.
         await websocket.send_denial_response(
             JSONResponse(
                 {"detail": "This replica cannot reach Redis right now; try again."},

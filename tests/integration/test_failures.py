@@ -139,7 +139,7 @@ async def test_chat_resumes_after_a_redis_restart(replicas, pair, open_socket):
                 try:
                     socket = await open_socket(user, code, gateway=gateway)
                     await socket.recv_type("welcome")
-                except (ConnectionClosed, OSError, TimeoutError):
+                except (ConnectionClosed, InvalidStatus, OSError, TimeoutError):
                     continue
 
     async with asyncio.timeout(30):
@@ -152,7 +152,7 @@ async def test_chat_resumes_after_a_redis_restart(replicas, pair, open_socket):
             except (ConnectionClosed, TimeoutError):
                 try:
                     b = await open_socket(bob, code, gateway=1, since=last_seen)
-                except (ConnectionClosed, OSError, TimeoutError):
+                except (ConnectionClosed, InvalidStatus, OSError, TimeoutError):
                     await asyncio.sleep(0.2)
                 continue
             if frame["type"] == "welcome":

@@ -1,6 +1,7 @@
 """The chat socket's handshake (services/gateway/routes.py), driven through ASGI with fakes of Sala's seams."""
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -80,6 +81,7 @@ async def test_redis_down_during_the_revocation_check_closes_1013_and_forgets_th
 async def test_a_gateway_without_its_bus_refuses_the_handshake_with_503():
     ctx = gateway_context(UnreachableRedis())
     ctx.hub.connected.clear()
+    ctx.hub._lost_at = time.monotonic() - ctx.settings.pubsub_health_seconds - 1
     asgi = ASGISocket()
     await chat_socket(asgi.websocket(), ctx)
     start = asgi.sent[0]
