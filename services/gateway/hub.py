@@ -138,8 +138,19 @@ class Hub:
         if self._task:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=2)
-        if self._pubsub:
-            await self._pubsub.aclose()
+        await self._drop_pubsub()
+
+    async def _drop_pubsub(self) -> None:
+        """Let go of the pub/sub connection; closing a broken one may fail or hang, and must not stop the reader."""
+        self._unwatch()
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is None:
+            return
+        try:
+            async with asyncio.timeout(self._health_seconds):
+                await pubsub.aclose()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("the lost pub/sub connection did not close cleanly", extra={"error": str(exc)})
 
     def bus_lost_for(self) -> float:
         """How long the bus has been lost, in seconds: 0 while connected (and while first connecting)."""
@@ -211,10 +222,7 @@ class Hub:
             if self._lost_at is None:
                 self._lost_at = time.monotonic()
             self._on_reconnect()
-            self._unwatch()
-            if self._pubsub is not None:
-                await self._pubsub.aclose()
-                self._pubsub = None
+            await self._drop_pubsub()
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
 

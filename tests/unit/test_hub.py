@@ -287,3 +287,22 @@ async def test_a_room_joined_again_before_its_unsubscribe_runs_stays_subscribed(
         await until(lambda: again.ids == [(1, 0)])
     finally:
         await the_hub.stop()
+
+
+async def test_a_lost_connection_that_fails_to_close_does_not_stop_the_reader(missed):
+    """Closing a broken pub/sub connection may raise; the reader must reconnect all the same, not die."""
+    client = FakePubSubClient()
+    the_hub, member = await _running_hub(client)
+    try:
+        first = client.sessions[0]
+
+        async def broken_close() -> None:
+            raise RedisConnectionError("Connection reset by peer")
+
+        first.aclose = broken_close
+        first.fail(RedisConnectionError("Connection lost"))
+        await until(lambda: len(client.sessions) == 2 and the_hub.connected.is_set())
+        client.sessions[1].publish(room_key("ROOM"), event(3)[1])
+        await until(lambda: (3, 0) in member.ids)
+    finally:
+        await the_hub.stop()
