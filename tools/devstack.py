@@ -152,7 +152,8 @@ def _wait(what: str, check, timeout: float, process: subprocess.Popen | None) ->
     raise StartupError(f"{what} did not become ready within {timeout:.0f} s")
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on the loopback port."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
@@ -360,7 +361,7 @@ class Stack:
         folder = self.data_dir / "redis"
         folder.mkdir(parents=True, exist_ok=True)
         child = self._spawn("redis", self._redis_argv(self.ports.redis, folder))
-        _wait("redis", lambda: _port_open(self.ports.redis), 30, child.process)
+        _wait("redis", lambda: port_open(self.ports.redis), 30, child.process)
 
     def _redis_argv(self, port: int, folder: Path) -> list[str]:
         return [
@@ -402,7 +403,7 @@ class Stack:
         ]  # fmt: skip
         name = f"redis-node{index}"
         child = self._spawn(name, argv)
-        _wait(name, lambda: _port_open(port), 30, child.process)
+        _wait(name, lambda: port_open(port), 30, child.process)
 
     def _cluster_state_ok(self) -> bool:
         """Whether every node sees all slots served (``cluster_state:ok``)."""

@@ -12,10 +12,9 @@ import logging
 import os
 import random
 import signal
-import socket
 import time
 
-from tools.devstack import Stack, StartupError, http_ok
+from tools.devstack import Stack, StartupError, http_ok, port_open
 from tools.soak.history import Fault, History
 from tools.soak.settings import SoakSettings
 
@@ -37,14 +36,6 @@ def schedule(settings: SoakSettings, rng: random.Random) -> list[tuple[float, st
         kinds += round_
     slot = span / settings.faults
     return [(settings.warmup_seconds + i * slot + rng.random() * slot / 2, kind) for i, kind in enumerate(kinds[: settings.faults])]
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class Injector:
@@ -113,10 +104,10 @@ class Injector:
         await asyncio.sleep(seconds)
 
     async def redis_restart(self, name: str) -> None:
-        await self._restart("redis", lambda: _port_open(self.stack.ports.redis))
+        await self._restart("redis", lambda: port_open(self.stack.ports.redis))
 
     async def redis_kill(self, name: str) -> None:
-        await self._killed_and_restarted("redis", lambda: _port_open(self.stack.ports.redis))
+        await self._killed_and_restarted("redis", lambda: port_open(self.stack.ports.redis))
 
     async def auth_restart(self, name: str) -> None:
         url = self.stack.service_url("auth") + "/readyz"
