@@ -31,6 +31,28 @@ class _UserRecord:
     messages: TokenBucket
 
 
+class Seat:
+    """One admitted socket's place in its user's and its address's counts.
+
+    Given back once, as soon as the socket's close is decided, so a client that
+    reconnects the moment it reads the close frame finds its place free.
+    """
+
+    __slots__ = ("_admission", "_user_id", "_address", "messages")
+
+    def __init__(self, admission: "Admission", user_id: str, address: str, messages: TokenBucket) -> None:
+        self._admission: Admission | None = admission
+        self._user_id = user_id
+        self._address = address
+        # One budget for the messages of all the user's sockets on this replica.
+        self.messages = messages
+
+    def release(self) -> None:
+        if self._admission is not None:
+            self._admission.release(self._user_id, self._address)
+            self._admission = None
+
+
 @dataclass(slots=True)
 class Admission:
     settings: GatewaySettings
@@ -48,8 +70,8 @@ class Admission:
         until = time.monotonic() + seconds
         self._guessers[user_id] = self._guessers[address] = until
 
-    def admit(self, user_id: str, address: str) -> TokenBucket:
-        """Count a new socket in, or raise Refused; returns the user's shared message budget."""
+    def admit(self, user_id: str, address: str) -> Seat:
+        """Count a new socket in, or raise Refused."""
         settings = self.settings
         record = self._users.get(user_id)
         if record is None:
@@ -66,7 +88,7 @@ class Admission:
             raise Refused(Close.TRY_AGAIN, "connecting too often; wait a little and reconnect")
         record.sockets += 1
         self._addresses[address] = self._addresses.get(address, 0) + 1
-        return record.messages
+        return Seat(self, user_id, address, record.messages)
 
     def release(self, user_id: str, address: str) -> None:
         record = self._users.get(user_id)

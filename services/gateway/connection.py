@@ -13,6 +13,7 @@ from services.common.clock import utc_now_iso
 from services.common.redis_schema import room_key
 from services.common.tokens import Principal
 from services.gateway import timeline
+from services.gateway.admission import Seat
 from services.gateway.closes import Close, ErrorCode
 from services.gateway.context import GatewayContext
 from services.gateway.frames import PONG_FRAME, ChatMessage, FrameError, Leave, Ping, Typing, parse_client_frame
@@ -67,7 +68,7 @@ class ClientConnection:
         "_closing",
         "_explicit_leave",
         "_bucket",
-        "_user_messages",
+        "_seat",
         "_frames",
         "_typing",
         "_sent",
@@ -84,7 +85,7 @@ class ClientConnection:
         code: str,
         since: EventId | None,
         context: GatewayContext,
-        user_messages: TokenBucket,
+        seat: Seat,
     ) -> None:
         settings = context.settings
         self.websocket = websocket
@@ -101,8 +102,8 @@ class ClientConnection:
         # The user asked to leave (the leave frame, a logout): no leave grace.
         self._explicit_leave = False
         self._bucket = TokenBucket(settings.message_rate_per_second, settings.message_burst)
-        # Shared by all the user's sockets on this replica.
-        self._user_messages = user_messages
+        # The socket's place in its user's and address's counts, whose message budget all the user's sockets share.
+        self._seat = seat
         self._frames = TokenBucket(settings.frame_rate_per_second, settings.frame_burst)
         self._typing = TokenBucket(settings.typing_rate_per_second, 1)
         # Messages sent without a ref get one of the gateway's, so a retried append is still stored once.
@@ -209,6 +210,7 @@ class ClientConnection:
             log.warning("Redis failed during the welcome", extra={"error": str(failure)})
             await self._close_quietly(Close.TRY_AGAIN, "temporarily unavailable; reconnect")
         finally:
+            self._seat.release()
             hub.detach(self)
             context.metrics.connections.dec()
             await self._leave()
@@ -247,6 +249,7 @@ class ClientConnection:
             await self._close_quietly(Close.TRY_AGAIN, "temporarily unavailable; reconnect with since")
 
     async def _close_quietly(self, code: int, reason: str) -> None:
+        self._seat.release()
         try:
             async with asyncio.timeout(CLOSE_SEND_TIMEOUT_SECONDS):
                 await self.websocket.close(code, reason)
@@ -306,7 +309,7 @@ class ClientConnection:
 
     async def _handle(self, frame: object) -> None:
         if isinstance(frame, ChatMessage):
-            if self._bucket.allow() and self._user_messages.allow():
+            if self._bucket.allow() and self._seat.messages.allow():
                 await self._send_message(frame)
             else:
                 self._reply(FrameError(ErrorCode.RATE_LIMITED, "Too many messages; slow down.", frame.ref).frame())

@@ -15,12 +15,11 @@ from services.common.redis_schema import parse_event_id
 from services.common.room_codes import normalize
 from services.common.sessions import RevocationsUnknown, session_revoked, token_from
 from services.common.tokens import InvalidToken, Principal
-from services.gateway.admission import Refused
+from services.gateway.admission import Refused, Seat
 from services.gateway.closes import Close, ErrorCode
 from services.gateway.connection import ClientConnection
 from services.gateway.context import GatewayContext
 from services.gateway.frames import FrameError
-from services.gateway.limits import TokenBucket
 from services.gateway.timeline import EventId
 
 SOCKET_PATH = "/ws"
@@ -73,19 +72,19 @@ async def chat_socket(websocket: WebSocket, context: GatewayContext) -> None:
         await websocket.close(Close.POLICY, "too many unknown room codes; wait before trying another")
         return
     try:
-        messages = admission.admit(principal.user_id, address)
+        seat = admission.admit(principal.user_id, address)
     except Refused as refused:
         context.metrics.refused.inc()
         await websocket.close(refused.code, refused.reason)
         return
     try:
-        await _serve(websocket, context, principal, code, messages)
+        await _serve(websocket, context, principal, code, seat)
     finally:
-        admission.release(principal.user_id, address)
+        seat.release()
 
 
 async def _serve(
-    websocket: WebSocket, context: GatewayContext, principal: Principal, code: str, messages: TokenBucket
+    websocket: WebSocket, context: GatewayContext, principal: Principal, code: str, seat: Seat
 ) -> None:
     since = None
     if since_param := websocket.query_params.get("since"):
@@ -94,17 +93,19 @@ async def _serve(
         except ValueError:
             error = FrameError(ErrorCode.INVALID_SINCE, "'since' is not an event id; sending the latest events instead.")
             await websocket.send_text(error.frame())
-    connection = ClientConnection(websocket, principal, code, since, context, messages)
+    connection = ClientConnection(websocket, principal, code, since, context, seat)
     # Watched before the revocation check, so a logout racing this handshake still closes the socket.
     context.hub.watch_session(connection)
     try:
         revoked = await session_revoked(context.redis, principal.session_id)
     except (RevocationsUnknown, RedisError):
         context.hub.detach(connection)
+        seat.release()
         await websocket.close(Close.TRY_AGAIN, "sessions cannot be checked right now; reconnect")
         return
     if revoked:
         context.hub.detach(connection)
+        seat.release()
         await websocket.close(Close.UNAUTHENTICATED, "session ended")
         return
     if not await connection.run():

@@ -244,8 +244,8 @@ def connection(
     """A socket admitted as the chat route admits it, sharing its user's message budget."""
     ctx = ctx or context()
     who = principal()
-    user_messages = ctx.admission.admit(who.user_id, "192.0.2.1")
-    return ClientConnection(websocket or FakeWebSocket(), who, code, None, ctx, user_messages)
+    seat = ctx.admission.admit(who.user_id, "192.0.2.1")
+    return ClientConnection(websocket or FakeWebSocket(), who, code, None, ctx, seat)
 
 
 class FakeScript:

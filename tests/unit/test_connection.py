@@ -420,3 +420,22 @@ async def test_a_room_gone_at_join_closes_4404_and_records_no_leave(history):
     assert [code for code, _ in websocket.closes] == [Close.ROOM_GONE]
     assert websocket.sent == [] and presence.leaves == []
     assert conn in hub.detached
+
+
+async def test_the_seat_is_free_before_the_close_frame_goes_out(history):
+    """A client that reconnects the moment it reads its close finds its place in the per-user count free."""
+    conn, websocket, _, _, _, task = await start()
+    admission = conn._context.admission
+    counts_at_close = []
+    close = websocket.close
+
+    async def recording_close(code: int = 1000, reason: str | None = None) -> None:
+        counts_at_close.append(admission._users[conn.principal.user_id].sockets)
+        await close(code, reason)
+
+    websocket.close = recording_close
+    websocket.client_sends('{"type":"leave"}')
+    await finished(task)
+    assert counts_at_close == [0]
+    conn._seat.release()
+    assert admission._users[conn.principal.user_id].sockets == 0, "a seat is given back once"
