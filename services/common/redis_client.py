@@ -15,7 +15,7 @@ from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, RedisError, TimeoutError
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError, TimeoutError
 
 from services.common.settings import ServiceSettings
 
@@ -67,12 +67,15 @@ def create_server_client(url: str, retries: int = 5) -> Redis:
 
 
 class PubSubNodes:
-    """Where the gateway's hub subscribes: the server, or in a cluster one node after another.
+    """Where the gateway's hub subscribes: the server, or the nodes of a cluster.
 
     Its clients never retry: the hub must see every lost connection, since a
     library retry would re-subscribe silently and lose what was published
-    meanwhile. In a cluster, a classic ``PUBLISH`` reaches every node, so any
-    node serves; after a failure the hub moves on to the next one.
+    meanwhile. On one server everything is subscribed there. In a cluster,
+    room channels are sharded (``SSUBSCRIBE`` on the primary that owns the
+    room's slot, which is where the room's scripts ``SPUBLISH``), and the
+    revocations channel is classic pub/sub, which reaches every node: any
+    node serves it, and after a failure the hub moves on to the next one.
     """
 
     def __init__(self, settings: ServiceSettings, commands: RedisClient) -> None:
@@ -81,7 +84,12 @@ class PubSubNodes:
         self._clients: dict[str, Redis] = {}
         self._turn = 0
 
+    @property
+    def sharded(self) -> bool:
+        return isinstance(self._commands, RedisCluster)
+
     async def next_client(self) -> Redis:
+        """A client for classic pub/sub: the server, or the next node of the cluster."""
         if not isinstance(self._commands, RedisCluster):
             return self._client(self._settings.redis_url)
         try:
@@ -89,13 +97,31 @@ class PubSubNodes:
             nodes = sorted(node.name for node in self._commands.get_nodes())
         except (RedisError, OSError):
             nodes = []
-        seeds = seed_urls(self._settings.redis_url)
         if not nodes:
-            nodes = [f"{urlsplit(url).hostname}:{urlsplit(url).port or 6379}" for url in seeds]
+            nodes = [f"{urlsplit(url).hostname}:{urlsplit(url).port or 6379}" for url in seed_urls(self._settings.redis_url)]
         self._turn = (self._turn + 1) % len(nodes)
-        seed = urlsplit(seeds[0])
+        return self.node_client(nodes[self._turn])
+
+    def owner(self, channel: str) -> str | None:
+        """The primary that owns a sharded channel's slot, by the slot map last read; None if unknown."""
+        assert isinstance(self._commands, RedisCluster)
+        try:
+            node = self._commands.get_node_from_key(channel)
+        except RedisClusterException:
+            return None
+        return node.name if node is not None else None
+
+    async def refresh(self) -> None:
+        """Read the cluster's slot map again (after a failover, a migration or a MOVED)."""
+        assert isinstance(self._commands, RedisCluster)
+        await self._commands.initialize()
+        await self._commands.nodes_manager.initialize()
+
+    def node_client(self, node: str) -> Redis:
+        """A client of one node (``host:port``), with the seed's scheme and credentials."""
+        seed = urlsplit(seed_urls(self._settings.redis_url)[0])
         userinfo = f"{seed.username or ''}:{seed.password}@" if seed.password else ""
-        return self._client(f"{seed.scheme}://{userinfo}{nodes[self._turn]}")
+        return self._client(f"{seed.scheme}://{userinfo}{node}")
 
     def _client(self, url: str) -> Redis:
         if url not in self._clients:

@@ -23,7 +23,8 @@ each script touches one slot, and so does each key of a gateway.
 | ``sala:revocations:loaded`` | string | set by auth once Redis holds every revocation that matters; absent after Redis lost its data, and then no token is trusted until auth restores them from Postgres |
 | ``sala:ratelimit:SCOPE:ID`` | string | a fixed-window counter |
 
-Channels: ``sala:room:{CODE}`` carries each new event of the room as its
+Channels: ``sala:room:{CODE}`` (sharded pub/sub on a cluster, in the room's
+slot) carries each new event of the room as its
 final JSON frame (published by the same script that appends it to the
 stream, so the timeline and the live feed never disagree), and ephemeral
 frames (typing) that are neither stored nor given an id;
@@ -47,7 +48,7 @@ rooms, never a member present forever.
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 ROOM_PREFIX = "sala:room:"
@@ -121,7 +122,8 @@ def parse_event_id(event_id: str) -> tuple[int, int]:
 
 # Shared Lua for the scripts on one room's keys (KEYS[1] is always the room
 # hash; its other keys derive from it, in the same slot). An event is
-# appended to the stream and published in the same step.
+# appended to the stream and published in the same step, with the command
+# ``ROOM_PUBLISH`` names (see ``with_room_publish``).
 _ROOM_LIB = """
 local EVENT_ID_PREFIX = '""" + EVENT_ID_PREFIX + """'
 
@@ -150,7 +152,7 @@ end
 
 local function append_event(room, maxlen, body)
   local id = redis.call('XADD', room .. ':events', 'MAXLEN', '~', maxlen, '*', 'e', body)
-  redis.call('PUBLISH', room, EVENT_ID_PREFIX .. id .. '",' .. string.sub(body, 2))
+  redis.call(ROOM_PUBLISH, room, EVENT_ID_PREFIX .. id .. '",' .. string.sub(body, 2))
   return id
 end
 
@@ -288,7 +290,7 @@ return {id, 0}
 # to a live room without storing it; returns 1 if the room is live.
 PUBLISH_EPHEMERAL = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
+redis.call(ROOM_PUBLISH, KEYS[1], ARGV[1])
 return 1
 """
 
@@ -387,6 +389,18 @@ return 0
 """
 
 
+def with_room_publish(script: str, sharded: bool) -> str:
+    """The script with ``ROOM_PUBLISH`` defined: ``SPUBLISH`` on a cluster, ``PUBLISH`` on one server.
+
+    Sharded pub/sub (Redis 7) sends a room's events only to the shard that
+    owns the room's slot, where the hub subscribes with ``SSUBSCRIBE``; a
+    classic ``PUBLISH`` in a cluster is copied to every node.
+    """
+    if "ROOM_PUBLISH" not in script:
+        return script
+    return f"local ROOM_PUBLISH = '{'SPUBLISH' if sharded else 'PUBLISH'}'\n" + script
+
+
 @dataclass(frozen=True, slots=True)
 class Scripts:
     """The scripts registered on one client (each runs by SHA, loaded on first use)."""
@@ -406,19 +420,25 @@ class Scripts:
     rate_limit_refund: AsyncScript
 
     @classmethod
-    def register(cls, redis: Redis) -> "Scripts":
+    def register(cls, redis: Redis | RedisCluster, sharded: bool | None = None) -> "Scripts":
+        """The scripts on ``redis``; room events go out sharded on a cluster unless ``sharded`` says otherwise."""
+        sharded = isinstance(redis, RedisCluster) if sharded is None else sharded
+
+        def script(text: str) -> AsyncScript:
+            return redis.register_script(with_room_publish(text, sharded))
+
         return cls(
-            create_room=redis.register_script(CREATE_ROOM),
-            join=redis.register_script(JOIN),
-            leave=redis.register_script(LEAVE),
-            append_message=redis.register_script(APPEND_MESSAGE),
-            publish_ephemeral=redis.register_script(PUBLISH_EPHEMERAL),
-            drop_gateway=redis.register_script(DROP_GATEWAY),
-            expire_graces=redis.register_script(EXPIRE_GRACES),
-            index_grace=redis.register_script(INDEX_GRACE),
-            settle_grace=redis.register_script(SETTLE_GRACE),
-            mark_dead=redis.register_script(MARK_DEAD),
-            rate_limit_hit=redis.register_script(RATE_LIMIT_HIT),
-            rate_limit_reserve=redis.register_script(RATE_LIMIT_RESERVE),
-            rate_limit_refund=redis.register_script(RATE_LIMIT_REFUND),
+            create_room=script(CREATE_ROOM),
+            join=script(JOIN),
+            leave=script(LEAVE),
+            append_message=script(APPEND_MESSAGE),
+            publish_ephemeral=script(PUBLISH_EPHEMERAL),
+            drop_gateway=script(DROP_GATEWAY),
+            expire_graces=script(EXPIRE_GRACES),
+            index_grace=script(INDEX_GRACE),
+            settle_grace=script(SETTLE_GRACE),
+            mark_dead=script(MARK_DEAD),
+            rate_limit_hit=script(RATE_LIMIT_HIT),
+            rate_limit_reserve=script(RATE_LIMIT_RESERVE),
+            rate_limit_refund=script(RATE_LIMIT_REFUND),
         )

@@ -43,13 +43,17 @@ async def keep_alive(context: GatewayContext, heartbeat: HeartbeatThread, duties
     A gateway cut off from Redis for the presence timeout closes its sockets
     (1013) so that their users move to a replica that can serve them: the
     others presume it dead by then anyway. Meanwhile it refuses handshakes.
+    On a cluster, cut off from one shard only, it closes the sockets of that
+    shard's rooms.
     """
     hub = context.hub
     while True:
         heartbeat.loop_alive()
-        if hub.bus_lost_for() >= context.settings.presence_timeout_seconds and hub.connection_count:
-            log.warning("cut off from Redis; asking clients to reconnect elsewhere")
-            hub.close_all(Close.TRY_AGAIN, "this replica lost Redis; reconnect")
+        closed = hub.close_cut_off(
+            context.settings.presence_timeout_seconds, Close.TRY_AGAIN, "this replica lost Redis; reconnect"
+        )
+        if closed:
+            log.warning("cut off from Redis; asked clients to reconnect elsewhere", extra={"sockets": closed})
         if heartbeat.forgotten.is_set():
             heartbeat.forgotten.clear()
             context.presence.gateway_id = heartbeat.gateway_id
@@ -124,7 +128,14 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
             metrics=metrics,
             redis=redis,
             scripts=scripts,
-            appender=MessageAppender(redis, scripts, settings.room_history_max, settings.dedupe_window),
+            appender=MessageAppender(
+                redis,
+                scripts,
+                settings.room_history_max,
+                settings.dedupe_window,
+                settings.ack_replicas,
+                settings.ack_replicas_timeout_ms,
+            ),
             hub=hub,
             presence=Presence(
                 redis, scripts, settings.gateway_id, settings.leave_grace_seconds, settings.room_history_max
@@ -160,7 +171,7 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
         context: GatewayContext = request.app.state.context
         return {
             "redis": await redis_ready(context.redis),
-            "pubsub": context.hub.connected.is_set(),
+            "pubsub": context.hub.is_connected(),
             # Each check is true when healthy: a draining gateway takes no new sockets.
             "accepting": not context.draining,
         }

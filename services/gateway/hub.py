@@ -1,12 +1,21 @@
-"""One process's view of the bus: a single pub/sub connection, one subscription per room.
+"""One process's view of the bus: one subscription per room, on links that re-establish themselves.
 
 Each event arrives once per gateway, already encoded as its final frame, and
-is handed to every local socket of the room as is. The hub re-establishes a
-dropped or deaf subscription itself and recovers what it missed from the
-room's stream, so no event is lost to a Redis hiccup. The client library
-must never re-subscribe behind its back: its pub/sub client does not retry,
-and a reconnect it makes anyway (it does so on the next read) is caught by a
-connect callback and treated as a lost subscription, gap recovery included.
+is handed to every local socket of the room as is.
+
+A link is one pub/sub connection with its own reader. On one server a single
+link carries the revocations and every room. On a cluster the revocations
+take a control link (classic pub/sub, any node) and each room is subscribed
+with ``SSUBSCRIBE`` on the link of the primary that owns its slot: one link
+per primary, so a shard's events never wait behind another's.
+
+Whenever a room's subscription is (re)confirmed — a link reconnected, a slot
+moved to another primary, a failover — the room's gap is read from its
+stream before any later live event, so no event is lost and none is handed
+over twice. The client library must never re-subscribe behind the hub's back:
+its pub/sub client does not retry, and a reconnect it makes anyway (it does
+so on the next read) is caught by a connect callback and treated as a lost
+link, gap recovery included.
 """
 
 import asyncio
@@ -18,7 +27,7 @@ from typing import Protocol
 import orjson
 from redis.asyncio.client import PubSub
 from redis.asyncio.connection import Connection
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from services.common.redis_client import PubSubNodes, RedisClient
 from services.common.redis_schema import (
@@ -59,9 +68,9 @@ class DeafSubscription(Exception):
 
 
 class LocalRoom:
-    """The sockets of one room on this gateway, and the last event they were given."""
+    """The sockets of one room on this gateway, the last event they were given, and the link it is on."""
 
-    __slots__ = ("code", "channel", "sockets", "last_id", "subscribed")
+    __slots__ = ("code", "channel", "sockets", "last_id", "subscribed", "link")
 
     def __init__(self, code: str) -> None:
         self.code = code
@@ -69,6 +78,8 @@ class LocalRoom:
         self.sockets: set[Subscriber] = set()
         self.last_id: EventId | None = None
         self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # None while the primary that owns the room's slot is not known.
+        self.link: _Link | None = None
 
     def dispatch(self, event_id: EventId, frame: str) -> int:
         """Hand a new event to every local socket; returns how many got it (0 for a duplicate)."""
@@ -102,6 +113,185 @@ class LocalRoom:
             self.last_id = event_id
 
 
+class _Link:
+    """One pub/sub connection and its reader: the rooms it carries (and, for the control link, the revocations).
+
+    ``node`` is the primary of a sharded link, None for the control link.
+    """
+
+    def __init__(self, hub: "Hub", node: str | None) -> None:
+        self.hub = hub
+        self.node = node
+        self.sharded = node is not None
+        self.codes: set[str] = set()
+        self.pubsub: PubSub | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        # When the link was last lost (monotonic seconds); None while connected or before the first connection.
+        self.lost_at: float | None = None
+        self.backoff = MIN_BACKOFF_SECONDS
+        self.stopping = False
+        # The connection being watched for a reconnect the hub did not make, and whether one happened.
+        self._watched: Connection | None = None
+        self._reset_behind_our_back = False
+
+    @property
+    def name(self) -> str:
+        return self.node or "control"
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"hub-link-{self.name}")
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.wait([self.task], timeout=2)
+        await self._drop_pubsub()
+
+    def lost_for(self) -> float:
+        return 0.0 if self.lost_at is None else time.monotonic() - self.lost_at
+
+    async def subscribe(self, *channels: str) -> None:
+        assert self.pubsub is not None
+        if self.sharded:
+            await self.pubsub.ssubscribe(*channels)
+        else:
+            await self.pubsub.subscribe(*channels)
+
+    async def unsubscribe(self, channel: str) -> None:
+        if self.pubsub is None:
+            return
+        if self.sharded:
+            await self.pubsub.sunsubscribe(channel)
+        else:
+            await self.pubsub.unsubscribe(channel)
+
+    async def _drop_pubsub(self) -> None:
+        """Let go of the pub/sub connection; closing a broken one may fail or hang, and must not stop the reader."""
+        self._unwatch()
+        pubsub, self.pubsub = self.pubsub, None
+        if pubsub is None:
+            return
+        try:
+            async with asyncio.timeout(self.hub.health_seconds):
+                await pubsub.aclose()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("the lost pub/sub connection did not close cleanly", extra={"error": str(exc)})
+
+    async def _run(self) -> None:
+        hub = self.hub
+        while not self.stopping:
+            try:
+                await self._connect_and_listen()
+            except (RedisError, OSError, DeafSubscription) as exc:
+                log.warning("pub/sub connection lost; reconnecting", extra={"error": str(exc), "link": self.name})
+            except Exception:
+                # The reader must outlive any bug: reconnecting recovers what was missed from the streams.
+                log.exception("pub/sub reader failed; reconnecting")
+            self.connected.clear()
+            if self.lost_at is None:
+                self.lost_at = time.monotonic()
+            hub.on_reconnect()
+            await self._drop_pubsub()
+            if self.sharded:
+                # The shard may have failed over or given its slots away: the hub places the rooms again.
+                hub.replace_rooms()
+            await asyncio.sleep(self.backoff)
+            self.backoff = min(self.backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def _watch(self, pubsub: PubSub) -> None:
+        self._reset_behind_our_back = False
+        self._watched = pubsub.connection
+        if self._watched is not None:
+            self._watched.register_connect_callback(self._connection_reset)
+
+    def _unwatch(self) -> None:
+        if self._watched is not None:
+            self._watched.deregister_connect_callback(self._connection_reset)
+            self._watched = None
+
+    def _connection_reset(self, connection: Connection) -> None:
+        """The client library reconnected (and re-subscribed) on its own: events published meanwhile are lost."""
+        if connection is self._watched:
+            self._reset_behind_our_back = True
+
+    async def _client(self):
+        nodes = self.hub.nodes
+        return nodes.node_client(self.node) if self.node is not None else await nodes.next_client()
+
+    async def _connect_and_listen(self) -> None:
+        self.pubsub = pubsub = (await self._client()).pubsub()
+        pending = set(self._channels())
+        subscribed: set[str] = set()
+        # Every channel is confirmed (each room's gap recovered as its confirmation is read) before the link
+        # counts as connected; rooms placed here meanwhile are subscribed too.
+        while pending:
+            await self.subscribe(*pending)
+            if self._watched is None:
+                self._watch(pubsub)
+            deadline = time.monotonic() + self.hub.health_seconds * 2
+            while pending:
+                message = await pubsub.get_message(timeout=self.hub.health_seconds)
+                if message is None:
+                    if time.monotonic() > deadline:
+                        raise DeafSubscription("no subscription confirmation")
+                    continue
+                if message["type"] in ("subscribe", "ssubscribe"):
+                    pending.discard(message["channel"])
+                    subscribed.add(message["channel"])
+                await self._handle(message)
+            pending = set(self._channels()) - subscribed
+        self.connected.set()
+        self.lost_at = None
+        self.backoff = MIN_BACKOFF_SECONDS
+        await self._listen(pubsub)
+
+    def _channels(self) -> list[str]:
+        channels = [] if self.sharded else [REVOCATIONS_CHANNEL]
+        return channels + [room_key(code) for code in self.codes]
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        health = self.hub.health_seconds
+        last_heard = last_ping = time.monotonic()
+        while True:
+            message = await pubsub.get_message(timeout=health)
+            if self._reset_behind_our_back:
+                raise DeafSubscription("the connection was re-established behind the hub's back")
+            now = time.monotonic()
+            if message is not None:
+                last_heard = now
+                await self._handle(message)
+            elif now - last_heard > health * 2:
+                raise DeafSubscription("no answer to ping")
+            if now - last_ping >= health:
+                last_ping = now
+                await pubsub.ping(PING_MESSAGE)
+
+    async def _handle(self, message: dict) -> None:
+        kind, channel = message["type"], message["channel"]
+        hub = self.hub
+        if kind in ("message", "smessage"):
+            if channel == REVOCATIONS_CHANNEL:
+                hub.revoke(message["data"])
+                return
+            room = hub.rooms.get(code_of_channel(channel))
+            if room is not None and room.link is self:
+                hub.dispatch(room, message["data"])
+        elif kind in ("subscribe", "ssubscribe"):
+            room = hub.rooms.get(code_of_channel(channel)) if channel != REVOCATIONS_CHANNEL else None
+            if room is not None and room.link is self:
+                await hub.recover(room)
+        elif kind == "sunsubscribe":
+            room = hub.rooms.get(code_of_channel(channel))
+            if room is not None and room.link is self and room.code in self.codes:
+                # Not asked for: the room's slot moved to another primary, which now carries its events.
+                log.info("a room's slot moved; subscribing on its new primary", extra={"room": room.code})
+                self.codes.discard(room.code)
+                room.link = None
+                hub.replace_rooms()
+
+
 class Hub:
     def __init__(
         self,
@@ -112,49 +302,48 @@ class Hub:
         on_reconnect: Callable[[], None] = lambda: None,
     ) -> None:
         self._redis = redis
-        self._pubsub_nodes = pubsub_nodes
-        self._health_seconds = health_seconds
+        self.nodes = pubsub_nodes
+        self.sharded = bool(getattr(pubsub_nodes, "sharded", False))
+        self.health_seconds = health_seconds
         self._on_fanout = on_fanout
-        self._on_reconnect = on_reconnect
-        self._pubsub: PubSub | None = None
-        # The pub/sub connection being watched for a reconnect the hub did not make, and whether one happened.
-        self._watched: Connection | None = None
-        self._reset_behind_our_back = False
+        self.on_reconnect = on_reconnect
+        self._control = _Link(self, None)
+        # The sharded links, by the primary they read.
+        self._links: dict[str, _Link] = {}
         self._unsubscribes: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
-        self._backoff = MIN_BACKOFF_SECONDS
-        self._stopping = False
-        self.connected = asyncio.Event()
-        # When the bus was last lost (monotonic seconds); None while connected or before the first connection.
-        self._lost_at: float | None = None
+        self._placer: asyncio.Task[None] | None = None
+        self._replace = asyncio.Event()
+        self._started = False
         self.rooms: dict[str, LocalRoom] = {}
         self.sessions: dict[str, set[Subscriber]] = {}
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="hub-reader")
+        self._started = True
+        self._control.start()
+        if self.sharded:
+            self._placer = asyncio.create_task(self._place_rooms(), name="hub-placer")
 
     async def stop(self) -> None:
-        self._stopping = True
-        if self._task:
-            self._task.cancel()
-            await asyncio.wait([self._task], timeout=2)
-        await self._drop_pubsub()
+        self._started = False
+        if self._placer is not None:
+            self._placer.cancel()
+            await asyncio.wait([self._placer], timeout=2)
+        for link in [self._control, *self._links.values()]:
+            await link.stop()
 
-    async def _drop_pubsub(self) -> None:
-        """Let go of the pub/sub connection; closing a broken one may fail or hang, and must not stop the reader."""
-        self._unwatch()
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is None:
-            return
-        try:
-            async with asyncio.timeout(self._health_seconds):
-                await pubsub.aclose()
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("the lost pub/sub connection did not close cleanly", extra={"error": str(exc)})
+    def is_connected(self) -> bool:
+        """Whether every link is subscribed and listening."""
+        return self._control.connected.is_set() and all(link.connected.is_set() for link in self._links.values())
 
-    def bus_lost_for(self) -> float:
-        """How long the bus has been lost, in seconds: 0 while connected (and while first connecting)."""
-        return 0.0 if self._lost_at is None else time.monotonic() - self._lost_at
+    def bus_lost_for(self, code: str | None = None) -> float:
+        """How long the bus has been lost (for ``code``'s room: its shard too), in seconds; 0 while connected."""
+        lost = self._control.lost_for()
+        if code is not None and self.sharded:
+            node = self.nodes.owner(room_key(code))
+            link = self._links.get(node) if node is not None else None
+            if link is not None:
+                lost = max(lost, link.lost_for())
+        return lost
 
     @property
     def connection_count(self) -> int:
@@ -168,9 +357,10 @@ class Hub:
         room = self.rooms.get(socket.code)
         if room is None:
             room = self.rooms[socket.code] = LocalRoom(socket.code)
-            if self.connected.is_set() and self._pubsub is not None:
+            link = self._place(room)
+            if link is not None and link.connected.is_set() and link.pubsub is not None:
                 try:
-                    await self._pubsub.subscribe(room.channel)
+                    await link.subscribe(room.channel)
                 except (RedisError, OSError) as exc:
                     log.warning("subscribe failed; it is retried on reconnect", extra={"error": str(exc)})
         room.sockets.add(socket)
@@ -191,129 +381,35 @@ class Hub:
             del self.rooms[socket.code]
             if not room.subscribed.done():
                 room.subscribed.cancel()
-            if self.connected.is_set() and self._pubsub is not None:
-                task = asyncio.create_task(self._unsubscribe(room.channel))
-                self._unsubscribes.add(task)
-                task.add_done_callback(self._unsubscribes.discard)
+            link = room.link
+            if link is not None:
+                link.codes.discard(room.code)
+                if link.connected.is_set() and link.pubsub is not None:
+                    self._unsubscribe_later(link, room.channel)
 
     def close_all(self, code: int, reason: str) -> None:
         for room in list(self.rooms.values()):
             for socket in list(room.sockets):
                 socket.close(code, reason)
 
-    async def _unsubscribe(self, channel: str) -> None:
-        if code_of_channel(channel) in self.rooms or self._pubsub is None:
-            return
-        try:
-            await self._pubsub.unsubscribe(channel)
-        except (RedisError, OSError) as exc:
-            log.warning("unsubscribe failed", extra={"error": str(exc)})
+    def close_cut_off(self, seconds: float, code: int, reason: str) -> int:
+        """Close the sockets of every room whose link has been lost for ``seconds``; returns how many."""
+        if self._control.lost_for() >= seconds:
+            rooms = list(self.rooms.values())
+        else:
+            rooms = [room for room in self.rooms.values() if room.link is not None and room.link.lost_for() >= seconds]
+        closed = 0
+        for room in rooms:
+            for socket in list(room.sockets):
+                socket.close(code, reason)
+                closed += 1
+        return closed
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                await self._connect_and_listen()
-            except (RedisError, OSError, DeafSubscription) as exc:
-                log.warning("pub/sub connection lost; reconnecting", extra={"error": str(exc)})
-            except Exception:
-                # The reader must outlive any bug: reconnecting recovers what was missed from the streams.
-                log.exception("pub/sub reader failed; reconnecting")
-            self.connected.clear()
-            if self._lost_at is None:
-                self._lost_at = time.monotonic()
-            self._on_reconnect()
-            await self._drop_pubsub()
-            await asyncio.sleep(self._backoff)
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
+    def revoke(self, session_id: str) -> None:
+        for socket in list(self.sessions.get(session_id, ())):
+            socket.close(Close.SESSION_ENDED, "session ended")
 
-    def _watch(self, pubsub: PubSub) -> None:
-        self._reset_behind_our_back = False
-        self._watched = pubsub.connection
-        if self._watched is not None:
-            self._watched.register_connect_callback(self._connection_reset)
-
-    def _unwatch(self) -> None:
-        if self._watched is not None:
-            self._watched.deregister_connect_callback(self._connection_reset)
-            self._watched = None
-
-    def _connection_reset(self, connection: Connection) -> None:
-        """The client library reconnected (and re-subscribed) on its own: events published meanwhile are lost."""
-        if connection is self._watched:
-            self._reset_behind_our_back = True
-
-    async def _connect_and_listen(self) -> None:
-        pubsub = self._pubsub = (await self._pubsub_nodes.next_client()).pubsub()
-        held = await self._subscribe_all(pubsub)
-        # Subscribed everywhere: now what was missed meanwhile can be read without a gap.
-        for room in list(self.rooms.values()):
-            if room.last_id is not None:
-                for event_id, frame in await timeline.events_after(self._redis, room.code, room.last_id):
-                    self._on_fanout(room.dispatch(event_id, frame))
-            if not room.subscribed.done():
-                room.subscribed.set_result(None)
-        self.connected.set()
-        self._lost_at = None
-        self._backoff = MIN_BACKOFF_SECONDS
-        for message in held:
-            self._handle(message)
-        await self._listen(pubsub)
-
-    async def _subscribe_all(self, pubsub: PubSub) -> list[dict]:
-        """Subscribe to every channel, rooms attached meanwhile included; returns the messages read meanwhile."""
-        held: list[dict] = []
-        subscribed: set[str] = set()
-        pending = {REVOCATIONS_CHANNEL, *(room.channel for room in self.rooms.values())}
-        while pending:
-            await pubsub.subscribe(*pending)
-            if self._watched is None:
-                self._watch(pubsub)
-            deadline = time.monotonic() + self._health_seconds * 2
-            while pending:
-                message = await pubsub.get_message(timeout=self._health_seconds)
-                if message is None:
-                    if time.monotonic() > deadline:
-                        raise DeafSubscription("no subscription confirmation")
-                elif message["type"] == "subscribe":
-                    pending.discard(message["channel"])
-                    subscribed.add(message["channel"])
-                elif message["type"] == "message":
-                    held.append(message)
-            pending = {room.channel for room in self.rooms.values()} - subscribed
-        return held
-
-    async def _listen(self, pubsub: PubSub) -> None:
-        last_heard = last_ping = time.monotonic()
-        while True:
-            message = await pubsub.get_message(timeout=self._health_seconds)
-            if self._reset_behind_our_back:
-                raise DeafSubscription("the connection was re-established behind the hub's back")
-            now = time.monotonic()
-            if message is not None:
-                last_heard = now
-                self._handle(message)
-            elif now - last_heard > self._health_seconds * 2:
-                raise DeafSubscription("no answer to ping")
-            if now - last_ping >= self._health_seconds:
-                last_ping = now
-                await pubsub.ping(PING_MESSAGE)
-
-    def _handle(self, message: dict) -> None:
-        kind, channel = message["type"], message["channel"]
-        if kind == "message":
-            if channel == REVOCATIONS_CHANNEL:
-                for socket in list(self.sessions.get(message["data"], ())):
-                    socket.close(Close.SESSION_ENDED, "session ended")
-                return
-            room = self.rooms.get(code_of_channel(channel))
-            if room is not None:
-                self._dispatch(room, message["data"])
-        elif kind == "subscribe":
-            room = self.rooms.get(code_of_channel(channel))
-            if room is not None and not room.subscribed.done():
-                room.subscribed.set_result(None)
-
-    def _dispatch(self, room: LocalRoom, data: str) -> None:
+    def dispatch(self, room: LocalRoom, data: str) -> None:
         try:
             raw_id = frame_event_id(data)
             if raw_id is None:
@@ -322,3 +418,93 @@ class Hub:
                 self._on_fanout(room.dispatch(parse_event_id(raw_id), data))
         except (ValueError, AttributeError):
             log.warning("ignored a message that is not a Sala frame", extra={"room": room.code})
+
+    async def recover(self, room: LocalRoom) -> None:
+        """The room's subscription is confirmed: hand over what its stream holds past the last event first."""
+        if room.last_id is not None:
+            for event_id, frame in await timeline.events_after(self._redis, room.code, room.last_id):
+                self._on_fanout(room.dispatch(event_id, frame))
+        if not room.subscribed.done():
+            room.subscribed.set_result(None)
+
+    def replace_rooms(self) -> None:
+        """Ask the placer to read the slot map again and move rooms to the primaries that own them now."""
+        self._replace.set()
+
+    # Placement of rooms on links.
+
+    def _place(self, room: LocalRoom) -> "_Link | None":
+        """Put a new room on the link of its primary (the one link on a single server); None if not known yet."""
+        if not self.sharded:
+            link = self._control
+        else:
+            node = self.nodes.owner(room.channel)
+            if node is None:
+                self.replace_rooms()
+                return None
+            link = self._link(node)
+        room.link = link
+        link.codes.add(room.code)
+        return link
+
+    def _link(self, node: str) -> _Link:
+        link = self._links.get(node)
+        if link is None:
+            link = self._links[node] = _Link(self, node)
+            if self._started:
+                link.start()
+        return link
+
+    async def _place_rooms(self) -> None:
+        """Move each room whose slot is now owned by another primary (or was unknown) to that primary's link."""
+        while True:
+            await self._replace.wait()
+            self._replace.clear()
+            try:
+                await self.nodes.refresh()
+            except (RedisError, RedisClusterException, OSError) as exc:
+                log.warning("cluster slot map unavailable; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(MAX_BACKOFF_SECONDS)
+                self._replace.set()
+                continue
+            for room in list(self.rooms.values()):
+                node = self.nodes.owner(room.channel)
+                if node is None:
+                    self._replace.set()
+                elif room.link is None or room.link.node != node:
+                    await self._move(room, self._link(node))
+            for node in [node for node, link in self._links.items() if not link.codes and not link.connected.is_set()]:
+                # A link with no room that cannot connect (a primary gone for good) is let go.
+                await self._links.pop(node).stop()
+            if self._replace.is_set():
+                await asyncio.sleep(MAX_BACKOFF_SECONDS)
+
+    async def _move(self, room: LocalRoom, link: _Link) -> None:
+        old = room.link
+        if old is not None:
+            old.codes.discard(room.code)
+            if old.connected.is_set() and old.pubsub is not None:
+                self._unsubscribe_later(old, room.channel)
+        room.link = link
+        link.codes.add(room.code)
+        log.info("room moved to another primary's link", extra={"room": room.code, "link": link.name})
+        if link.connected.is_set() and link.pubsub is not None:
+            try:
+                # Its confirmation, read by the link, recovers the gap.
+                await link.subscribe(room.channel)
+            except (RedisError, OSError) as exc:
+                log.warning("subscribe failed; it is retried on reconnect", extra={"error": str(exc)})
+
+    def _unsubscribe_later(self, link: _Link, channel: str) -> None:
+        task = asyncio.create_task(self._unsubscribe(link, channel))
+        self._unsubscribes.add(task)
+        task.add_done_callback(self._unsubscribes.discard)
+
+    async def _unsubscribe(self, link: _Link, channel: str) -> None:
+        room = self.rooms.get(code_of_channel(channel))
+        if room is not None and room.link is link:
+            return
+        try:
+            await link.unsubscribe(channel)
+        except (RedisError, OSError) as exc:
+            log.warning("unsubscribe failed", extra={"error": str(exc)})

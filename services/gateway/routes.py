@@ -45,7 +45,8 @@ async def chat_socket(websocket: WebSocket, context: GatewayContext) -> None:
     if context.draining:
         await websocket.close(code=Close.SERVICE_RESTART)
         return
-    if context.hub.bus_lost_for() > settings.pubsub_health_seconds:
+    code = normalize(websocket.query_params.get("room") or "")
+    if context.hub.bus_lost_for(code) > settings.pubsub_health_seconds:
         # Cut off from Redis, not a blip (a blip's socket waits for the bus): refused before the upgrade, so
         # the edge tries another replica instead of this one.
         await websocket.send_denial_response(
@@ -62,7 +63,6 @@ async def chat_socket(websocket: WebSocket, context: GatewayContext) -> None:
     except InvalidToken:
         await websocket.close(Close.UNAUTHENTICATED, "not authenticated")
         return
-    code = normalize(websocket.query_params.get("room") or "")
     if code is None:
         await websocket.close(Close.ROOM_GONE, "no live room with this code")
         return

@@ -2,7 +2,9 @@
 
 import asyncio
 
-from services.common.redis_schema import parse_event_id, room_events_key
+from redis.asyncio import RedisCluster
+
+from services.common.redis_schema import parse_event_id, room_events_key, room_key
 
 
 async def collect_messages(socket, count: int, timeout: float = 30) -> list[dict]:
@@ -127,3 +129,21 @@ async def test_messages_sent_at_once_are_each_stored_once_even_after_a_script_fl
     stored = await redis_client.xrange(room_events_key(code))
     texts = [entry["e"] for _, entry in stored if '"type":"message"' in entry["e"]]
     assert len(texts) == len(sockets)
+
+
+async def test_a_rooms_events_travel_on_its_own_channel_sharded_on_a_cluster(new_user, new_room, open_socket, redis_client):
+    """One server: a classic channel. A cluster: a shard channel on the primary that owns the room's slot only."""
+    alice = await new_user()
+    code = await new_room(alice)
+    socket = await open_socket(alice, code)
+    await socket.recv_type("welcome")
+    channel = room_key(code)
+    if isinstance(redis_client, RedisCluster):
+        await redis_client.initialize()
+        owner = redis_client.get_node_from_key(channel)
+        for node in redis_client.get_primaries():
+            shard_channels = await redis_client.execute_command("PUBSUB", "SHARDCHANNELS", target_nodes=node)
+            assert (channel in shard_channels) == (node.name == owner.name), node.name
+            assert channel not in await redis_client.execute_command("PUBSUB", "CHANNELS", target_nodes=node)
+    else:
+        assert channel in await redis_client.pubsub_channels()

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from services.common.tokens import Principal
 from services.gateway.admission import Admission
@@ -389,6 +389,8 @@ class FakePubSub:
         self.unsubscribed: list[str] = []
         self.hold_unsubscribe: asyncio.Event | None = None
         self.on_subscribe: Callable[[FakePubSub], None] = lambda pubsub: None
+        # A sharded subscription to a channel for which this answers true is refused with MOVED.
+        self.refuse: Callable[[str], bool] | None = None
         self.closed = False
         self._inbox: asyncio.Queue[dict | Exception] = asyncio.Queue()
 
@@ -406,8 +408,33 @@ class FakePubSub:
         self.channels.discard(channel)
         self.unsubscribed.append(channel)
 
+    async def ssubscribe(self, *channels: str) -> None:
+        """Sharded: confirmed as ``ssubscribe``, or refused like a channel whose slot this node does not own."""
+        self.subscribes.append(channels)
+        for channel in channels:
+            if self.refuse is not None and self.refuse(channel):
+                self._inbox.put_nowait(ResponseError(f"MOVED 0 {channel}"))
+                return
+            self.channels.add(channel)
+            self._inbox.put_nowait({"type": "ssubscribe", "channel": channel, "data": 1})
+        self.on_subscribe(self)
+
+    async def sunsubscribe(self, channel: str) -> None:
+        self.unsubscribing.append(channel)
+        self.channels.discard(channel)
+        self.unsubscribed.append(channel)
+
     def publish(self, channel: str, data: str) -> None:
         self._inbox.put_nowait({"type": "message", "channel": channel, "data": data})
+
+    def spublish(self, channel: str, data: str) -> None:
+        if channel in self.channels:
+            self._inbox.put_nowait({"type": "smessage", "channel": channel, "data": data})
+
+    def slot_moved(self, channel: str) -> None:
+        """The server unsubscribes a channel whose slot it gave away, unasked."""
+        self.channels.discard(channel)
+        self._inbox.put_nowait({"type": "sunsubscribe", "channel": channel, "data": 0})
 
     def fail(self, error: Exception) -> None:
         self._inbox.put_nowait(error)
@@ -450,6 +477,39 @@ class FakePubSubClient:
         return session
 
 
-def hub(client: FakePubSubClient | None = None, **kwargs: object) -> Hub:
+class FakeCluster:
+    """The hub's pub/sub nodes on a cluster: a slot map to change, a client per node, one for the control link.
+
+    ``owners`` maps a channel to its primary (missing: ``default``); ``refreshes``
+    counts slot map reads; each node's sessions are in ``nodes[name].sessions``.
+    """
+
+    sharded = True
+
+    def __init__(self, default: str = "a:1") -> None:
+        self.default = default
+        self.owners: dict[str, str] = {}
+        self.control = FakePubSubClient()
+        self.nodes: dict[str, FakePubSubClient] = {}
+        self.refreshes = 0
+
+    def owner(self, channel: str) -> str | None:
+        return self.owners.get(channel, self.default)
+
+    async def refresh(self) -> None:
+        self.refreshes += 1
+
+    async def next_client(self) -> FakePubSubClient:
+        return self.control
+
+    def node_client(self, node: str) -> FakePubSubClient:
+        return self.nodes.setdefault(node, FakePubSubClient())
+
+    def session(self, node: str) -> "FakePubSub":
+        """The node's live pub/sub session."""
+        return self.nodes[node].sessions[-1]
+
+
+def hub(client: FakePubSubClient | FakeCluster | None = None, **kwargs: object) -> Hub:
     """A hub over a fake pub/sub client; its health interval is long so no ping or deafness interferes."""
     return Hub(redis=None, pubsub_nodes=client or FakePubSubClient(), health_seconds=60, **kwargs)

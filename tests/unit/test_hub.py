@@ -11,7 +11,7 @@ from services.gateway import timeline
 from services.gateway.closes import Close
 from services.gateway.hub import LocalRoom
 from services.gateway.protocol import encode_text_frame
-from tests.unit.fakes import FakePubSubClient, FakeSubscriber, event, hub, until
+from tests.unit.fakes import FakeCluster, FakePubSubClient, FakeSubscriber, event, hub, until
 
 CHANNEL = room_key("ROOM")
 
@@ -113,7 +113,7 @@ async def test_typing_skips_every_socket_of_its_author(encodes):
     assert room.last_id is None, "an ephemeral frame is no event"
 
 
-# Hub._handle and _dispatch
+# A link's reading of messages
 
 
 @pytest.mark.parametrize(
@@ -133,12 +133,13 @@ async def test_foreign_garbage_on_a_room_channel_is_ignored(garbage):
     fanned: list[int] = []
     the_hub = hub(on_fanout=fanned.append)
     room = the_hub.rooms["ROOM"] = LocalRoom("ROOM")
+    room.link = the_hub._control
     member = FakeSubscriber()
     room.sockets.add(member)
-    the_hub._handle({"type": "message", "channel": CHANNEL, "data": garbage})
+    await the_hub._control._handle({"type": "message", "channel": CHANNEL, "data": garbage})
     assert member.delivered == [] and member.ephemeral == [] and member.closed == []
     assert room.last_id is None and fanned == []
-    the_hub._handle({"type": "message", "channel": CHANNEL, "data": event(1)[1]})
+    await the_hub._control._handle({"type": "message", "channel": CHANNEL, "data": event(1)[1]})
     assert member.ids == [(1, 0)] and fanned == [1], "the room still works after the garbage"
 
 
@@ -147,7 +148,7 @@ async def test_a_revocation_closes_that_sessions_sockets_only():
     mine, other = FakeSubscriber(session_id="s1"), FakeSubscriber(session_id="s2")
     the_hub.watch_session(mine)
     the_hub.watch_session(other)
-    the_hub._handle({"type": "message", "channel": REVOCATIONS_CHANNEL, "data": "s1"})
+    await the_hub._control._handle({"type": "message", "channel": REVOCATIONS_CHANNEL, "data": "s1"})
     assert [code for code, _ in mine.closed] == [Close.SESSION_ENDED]
     assert other.closed == []
 
@@ -176,7 +177,7 @@ async def _running_hub(client: FakePubSubClient, **kwargs):
     member = FakeSubscriber()
     async with asyncio.timeout(5):
         await the_hub.attach(member)
-    await until(the_hub.connected.is_set)
+    await until(the_hub.is_connected)
     return the_hub, member
 
 
@@ -200,7 +201,7 @@ async def test_after_a_dropped_subscription_missed_events_come_first_and_once(mi
 
         client.prepare = on_new_session
         first.fail(RedisConnectionError("connection lost"))
-        await until(lambda: len(client.sessions) == 2 and the_hub.connected.is_set())
+        await until(lambda: len(client.sessions) == 2 and the_hub.is_connected())
         client.sessions[1].publish(CHANNEL, event(4)[1])
         # Messages are handled in order: once 4 is in, any duplicate before it would be too.
         await until(lambda: (4, 0) in member.ids)
@@ -228,7 +229,7 @@ async def test_a_reconnect_behind_the_hubs_back_runs_recovery(missed):
         stream.append(event(2))
         first.connection.reconnect()
         first.wake()
-        await until(lambda: len(client.sessions) == 2 and the_hub.connected.is_set())
+        await until(lambda: len(client.sessions) == 2 and the_hub.is_connected())
         await until(lambda: (2, 0) in member.ids)
 
         assert member.ids == [(1, 0), (2, 0)]
@@ -243,7 +244,7 @@ async def test_a_connect_callback_for_another_connection_is_not_a_reset(missed):
     client = FakePubSubClient()
     the_hub, member = await _running_hub(client)
     try:
-        the_hub._connection_reset(object())
+        the_hub._control._connection_reset(object())
         client.sessions[0].publish(CHANNEL, event(1)[1])
         await until(lambda: member.ids == [(1, 0)])
         assert len(client.sessions) == 1 and reads == []
@@ -301,8 +302,131 @@ async def test_a_lost_connection_that_fails_to_close_does_not_stop_the_reader(mi
 
         first.aclose = broken_close
         first.fail(RedisConnectionError("Connection lost"))
-        await until(lambda: len(client.sessions) == 2 and the_hub.connected.is_set())
+        await until(lambda: len(client.sessions) == 2 and the_hub.is_connected())
         client.sessions[1].publish(room_key("ROOM"), event(3)[1])
         await until(lambda: (3, 0) in member.ids)
+    finally:
+        await the_hub.stop()
+
+
+# On a cluster: a link per primary, rooms moved when their slot moves
+
+
+async def _sharded_hub(cluster: FakeCluster, *codes: str):
+    the_hub = hub(cluster)
+    await the_hub.start()
+    members = {}
+    for code in codes:
+        members[code] = FakeSubscriber(code=code, session_id=f"s-{code}")
+        the_hub.watch_session(members[code])
+        async with asyncio.timeout(5):
+            await the_hub.attach(members[code])
+    await until(the_hub.is_connected)
+    return the_hub, members
+
+
+async def test_each_room_is_subscribed_sharded_on_its_own_primary(missed):
+    cluster = FakeCluster()
+    cluster.owners[room_key("BBBB")] = "b:1"
+    the_hub, members = await _sharded_hub(cluster, "AAAA", "BBBB")
+    try:
+        assert cluster.control.sessions[0].channels == {REVOCATIONS_CHANNEL}
+        assert cluster.session("a:1").channels == {room_key("AAAA")}
+        assert cluster.session("b:1").channels == {room_key("BBBB")}
+        cluster.session("a:1").spublish(room_key("AAAA"), event(1)[1])
+        cluster.session("b:1").spublish(room_key("BBBB"), event(2)[1])
+        await until(lambda: members["AAAA"].ids == [(1, 0)] and members["BBBB"].ids == [(2, 0)])
+        cluster.control.sessions[0].publish(REVOCATIONS_CHANNEL, "s-BBBB")
+        await until(lambda: members["BBBB"].closed != [])
+        assert members["AAAA"].closed == []
+    finally:
+        await the_hub.stop()
+
+
+async def test_a_room_whose_slot_moves_resubscribes_on_the_new_primary_and_recovers_the_gap(missed):
+    stream, reads = missed
+    cluster = FakeCluster()
+    the_hub, members = await _sharded_hub(cluster, "AAAA")
+    member = members["AAAA"]
+    try:
+        stream.append(event(1))
+        cluster.session("a:1").spublish(room_key("AAAA"), event(1)[1])
+        await until(lambda: member.ids == [(1, 0)])
+
+        # The slot moves to b:1; 2 is published there before the hub subscribes, 3 after.
+        cluster.owners[room_key("AAAA")] = "b:1"
+        stream.append(event(2))
+        cluster.session("a:1").slot_moved(room_key("AAAA"))
+        await until(lambda: "b:1" in cluster.nodes and cluster.nodes["b:1"].sessions != [])
+        await until(lambda: room_key("AAAA") in cluster.session("b:1").channels)
+        await until(lambda: (2, 0) in member.ids)
+        stream.append(event(3))
+        cluster.session("b:1").spublish(room_key("AAAA"), event(3)[1])
+        await until(lambda: (3, 0) in member.ids)
+
+        assert member.ids == [(1, 0), (2, 0), (3, 0)]
+        assert ("AAAA", (1, 0)) in reads
+        assert the_hub.rooms["AAAA"].link.node == "b:1"
+        assert cluster.refreshes >= 1
+    finally:
+        await the_hub.stop()
+
+
+async def test_after_a_failover_rooms_move_to_the_promoted_primary_with_no_gap(missed):
+    stream, _ = missed
+    cluster = FakeCluster()
+    the_hub, members = await _sharded_hub(cluster, "AAAA")
+    member = members["AAAA"]
+    try:
+        stream.append(event(1))
+        cluster.session("a:1").spublish(room_key("AAAA"), event(1)[1])
+        await until(lambda: member.ids == [(1, 0)])
+
+        # a:1 dies; its replica c:1 takes its slots, and 2 is stored there meanwhile.
+        cluster.owners[room_key("AAAA")] = "c:1"
+        stream.append(event(2))
+        cluster.session("a:1").fail(RedisConnectionError("connection reset"))
+        await until(lambda: (2, 0) in member.ids)
+        cluster.session("c:1").spublish(room_key("AAAA"), event(3)[1])
+        await until(lambda: (3, 0) in member.ids)
+        assert member.ids == [(1, 0), (2, 0), (3, 0)]
+        assert the_hub.rooms["AAAA"].link.node == "c:1"
+    finally:
+        await the_hub.stop()
+
+
+async def test_a_moved_refusal_places_the_room_again(missed):
+    """A stale slot map sends the subscription to the wrong primary: MOVED, then the room goes where it belongs."""
+    stream, _ = missed
+    cluster = FakeCluster()
+    cluster.node_client("a:1").prepare = lambda session: setattr(
+        session, "refuse", lambda channel: cluster.owners.get(channel) == "b:1"
+    )
+    the_hub, members = await _sharded_hub(cluster, "AAAA")
+    try:
+        cluster.owners[room_key("BBBB")] = "b:1"
+        late = FakeSubscriber(code="BBBB", session_id="s-late")
+        stale = cluster.owner
+        cluster.owner = lambda channel: "a:1" if cluster.refreshes == 0 else stale(channel)
+        async with asyncio.timeout(5):
+            await the_hub.attach(late)
+        assert the_hub.rooms["BBBB"].link.node == "b:1"
+        stream.append(event(4))
+        cluster.session("b:1").spublish(room_key("BBBB"), event(4)[1])
+        await until(lambda: late.ids == [(4, 0)])
+    finally:
+        await the_hub.stop()
+
+
+async def test_only_the_rooms_of_a_lost_shard_are_closed_as_cut_off(missed):
+    cluster = FakeCluster()
+    cluster.owners[room_key("BBBB")] = "b:1"
+    the_hub, members = await _sharded_hub(cluster, "AAAA", "BBBB")
+    try:
+        the_hub._links["b:1"].lost_at = the_hub._links["b:1"].lost_at or 0.0
+        assert the_hub.close_cut_off(30, Close.TRY_AGAIN, "cut off") == 1
+        assert [code for code, _ in members["BBBB"].closed] == [Close.TRY_AGAIN]
+        assert members["AAAA"].closed == []
+        assert the_hub.bus_lost_for("BBBB") >= 30 and the_hub.bus_lost_for("AAAA") == 0
     finally:
         await the_hub.stop()

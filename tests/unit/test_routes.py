@@ -61,7 +61,7 @@ class UnreachableRedis:
 
 def gateway_context(redis: object) -> object:
     shared_hub = hub()
-    shared_hub.connected.set()
+    shared_hub._control.connected.set()
     ctx = context(hub=shared_hub)
     ctx.redis = redis
     ctx.verifier = SimpleNamespace(verify=lambda token: principal())
@@ -80,8 +80,8 @@ async def test_redis_down_during_the_revocation_check_closes_1013_and_forgets_th
 
 async def test_a_gateway_without_its_bus_refuses_the_handshake_with_503():
     ctx = gateway_context(UnreachableRedis())
-    ctx.hub.connected.clear()
-    ctx.hub._lost_at = time.monotonic() - ctx.settings.pubsub_health_seconds - 1
+    ctx.hub._control.connected.clear()
+    ctx.hub._control.lost_at = time.monotonic() - ctx.settings.pubsub_health_seconds - 1
     asgi = ASGISocket()
     await chat_socket(asgi.websocket(), ctx)
     start = asgi.sent[0]
