@@ -10,6 +10,9 @@ the gateway makes up): the script stores a key's message once and answers a
 repeat with the first id. So a client re-sending after a lost ack, the client
 library retrying a call whose connection broke mid-flight, and the batch run
 again after Redis forgot the script, all store the message once.
+
+With ``SALA_ACK_REPLICAS`` above 0 the answer also waits until that many
+replicas hold the message (``services.gateway.replicated``).
 """
 
 import asyncio
@@ -20,6 +23,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from services.common.redis_schema import Scripts, room_key
+from services.gateway.replicated import ReplicatedAppends
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +44,31 @@ class _Entry:
 
 
 class MessageAppender:
-    def __init__(self, redis: Redis, scripts: Scripts, maxlen: int, dedupe_window: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        maxlen: int,
+        dedupe_window: int,
+        ack_replicas: int = 0,
+        ack_timeout_ms: int = 1000,
+    ) -> None:
         self._redis = redis
         self._script = scripts.append_message
         self._maxlen = maxlen
         self._dedupe_window = dedupe_window
         self._pending: list[_Entry] = []
         self._flushes: set[asyncio.Task[None]] = set()
+        self._replicated = (
+            ReplicatedAppends(redis, self._script, ack_replicas, ack_timeout_ms) if ack_replicas > 0 else None
+        )
 
     async def append(self, code: str, body: bytes, dedupe: str) -> Appended | None:
         """Store and publish a message event once per ``dedupe`` key; None if the room is not live."""
+        if self._replicated is not None:
+            args = [self._maxlen, body, dedupe, self._dedupe_window]
+            result = await self._replicated.append(room_key(code), args, dedupe)
+            return None if result is None else Appended(result[0], bool(int(result[1])))
         future: asyncio.Future[Appended | None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Entry(code, body, dedupe, future))
         if len(self._pending) == 1:

@@ -43,6 +43,13 @@ class GatewaySettings(ServiceSettings):
     history_on_join: int = 50
     # How many recent messages per room remember their sender's ``ref``, so a re-sent message is stored once.
     dedupe_window: int = Field(default=1000, ge=1)
+    # Replicas that must hold a message before its sender gets the ``ack`` (Redis ``WAIT``): 0 acks
+    # once the primary stored it; 1 (on a cluster, or a server with a replica) lets an acked message
+    # survive the primary's failover.
+    ack_replicas: int = Field(default=0, ge=0, le=16)
+    # How long a message waits for those replicas; short of them, the socket closes with 1013 and the
+    # client re-sends (same ``ref``: stored once).
+    ack_replicas_timeout_ms: int = Field(default=1000, ge=1, le=10000)
     # The most typing notices one socket may send per second; more are dropped.
     typing_rate_per_second: float = 0.5
     # A socket whose unsent backlog passes this is closed (1013) and resumes with ``since``.
