@@ -8,9 +8,11 @@ script runs on one node either way.
 """
 
 import asyncio
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
@@ -38,8 +40,31 @@ def _connection_options(retries: int) -> dict[str, Any]:
     }
 
 
+def remap_address(mapping: dict[str, str], address: tuple[str, int]) -> tuple[str, int]:
+    """Where to reach a cluster node that announces ``address`` (``SALA_REDIS_CLUSTER_ADDRESS_MAP``)."""
+    reachable = mapping.get(f"{address[0]}:{address[1]}")
+    if reachable is None:
+        return address
+    host, _, port = reachable.rpartition(":")
+    return host, int(port)
+
+
 def seed_urls(url: str) -> list[str]:
     return [part.strip() for part in url.split(",") if part.strip()]
+
+
+class CommandTableOnce(AsyncCommandsParser):
+    """A cluster client's command table, read from the server once.
+
+    redis-py reads it again after every connection error, from the cluster's
+    first primary. When that primary is the one node this process cannot
+    reach (cut off from one shard), every command would fail, even those for
+    shards it reaches; the table does not change while the client runs.
+    """
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        if not self.commands:
+            await super().initialize(node)
 
 
 def create_redis(settings: ServiceSettings, retries: int = 5) -> RedisClient:
@@ -47,7 +72,8 @@ def create_redis(settings: ServiceSettings, retries: int = 5) -> RedisClient:
     if settings.redis_cluster:
         seeds = [urlsplit(url) for url in seed_urls(settings.redis_url)]
         first = seeds[0]
-        return RedisCluster(
+        cluster = RedisCluster(
+            address_remap=partial(remap_address, settings.cluster_addresses),
             startup_nodes=[ClusterNode(seed.hostname or "127.0.0.1", seed.port or 6379) for seed in seeds],
             username=first.username,
             password=first.password,
@@ -55,6 +81,8 @@ def create_redis(settings: ServiceSettings, retries: int = 5) -> RedisClient:
             max_connections=MAX_CONNECTIONS,
             **_connection_options(retries),
         )
+        cluster.commands_parser = CommandTableOnce()
+        return cluster
     return create_server_client(settings.redis_url, retries)
 
 
@@ -121,7 +149,8 @@ class PubSubNodes:
         """A client of one node (``host:port``), with the seed's scheme and credentials."""
         seed = urlsplit(seed_urls(self._settings.redis_url)[0])
         userinfo = f"{seed.username or ''}:{seed.password}@" if seed.password else ""
-        return self._client(f"{seed.scheme}://{userinfo}{node}")
+        reachable = self._settings.cluster_addresses.get(node, node)
+        return self._client(f"{seed.scheme}://{userinfo}{reachable}")
 
     def _client(self, url: str) -> Redis:
         if url not in self._clients:

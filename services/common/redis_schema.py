@@ -46,10 +46,13 @@ crash leaves a room to be found by the next pass over a dead gateway's
 rooms, never a member present forever.
 """
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
-from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 ROOM_PREFIX = "sala:room:"
 GATEWAYS = "sala:{gateways}"
@@ -401,31 +404,54 @@ def with_room_publish(script: str, sharded: bool) -> str:
     return f"local ROOM_PUBLISH = '{'SPUBLISH' if sharded else 'PUBLISH'}'\n" + script
 
 
+class Script:
+    """A Lua script run by SHA, and sent whole (``EVAL``) to a node that does not know it yet.
+
+    redis-py's own script object loads a missing script with ``SCRIPT LOAD``,
+    which a cluster client sends to every primary: with one primary out of
+    reach, that fails even for keys on the primaries it reaches. ``EVAL``
+    goes to the one node that owns the keys, and caches the script there.
+    """
+
+    __slots__ = ("registered_client", "script", "sha")
+
+    def __init__(self, redis: Redis | RedisCluster, script: str) -> None:
+        self.registered_client = redis
+        self.script = script
+        self.sha = hashlib.sha1(script.encode()).hexdigest()
+
+    async def __call__(self, keys: Sequence[str] = (), args: Sequence[object] = ()) -> Any:
+        try:
+            return await self.registered_client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.registered_client.eval(self.script, len(keys), *keys, *args)
+
+
 @dataclass(frozen=True, slots=True)
 class Scripts:
     """The scripts registered on one client (each runs by SHA, loaded on first use)."""
 
-    create_room: AsyncScript
-    join: AsyncScript
-    leave: AsyncScript
-    append_message: AsyncScript
-    publish_ephemeral: AsyncScript
-    drop_gateway: AsyncScript
-    expire_graces: AsyncScript
-    index_grace: AsyncScript
-    settle_grace: AsyncScript
-    mark_dead: AsyncScript
-    rate_limit_hit: AsyncScript
-    rate_limit_reserve: AsyncScript
-    rate_limit_refund: AsyncScript
+    create_room: Script
+    join: Script
+    leave: Script
+    append_message: Script
+    publish_ephemeral: Script
+    drop_gateway: Script
+    expire_graces: Script
+    index_grace: Script
+    settle_grace: Script
+    mark_dead: Script
+    rate_limit_hit: Script
+    rate_limit_reserve: Script
+    rate_limit_refund: Script
 
     @classmethod
     def register(cls, redis: Redis | RedisCluster, sharded: bool | None = None) -> "Scripts":
         """The scripts on ``redis``; room events go out sharded on a cluster unless ``sharded`` says otherwise."""
         sharded = isinstance(redis, RedisCluster) if sharded is None else sharded
 
-        def script(text: str) -> AsyncScript:
-            return redis.register_script(with_room_publish(text, sharded))
+        def script(text: str) -> Script:
+            return Script(redis, with_room_publish(text, sharded))
 
         return cls(
             create_room=script(CREATE_ROOM),

@@ -20,6 +20,9 @@ class ServiceSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # On: SALA_REDIS_URL lists seed nodes of a Redis (7+) or Valkey cluster, comma-separated.
     redis_cluster: bool = False
+    # Where to reach cluster nodes that announce an address this service cannot reach as is (NAT, port
+    # forwarding): comma-separated ``announced=reachable`` pairs of ``host:port``, at most 1,000.
+    redis_cluster_address_map: str = ""
     jwt_verify_keys_file: Path | None = None
     jwt_issuer: str = "sala"
     jwt_audience: str = "sala"
@@ -48,6 +51,30 @@ class ServiceSettings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("redis_cluster_address_map")
+    @classmethod
+    def _check_address_map(cls, value: str) -> str:
+        cls.parse_address_map(value)
+        return value
+
+    @staticmethod
+    def parse_address_map(value: str) -> dict[str, str]:
+        """``SALA_REDIS_CLUSTER_ADDRESS_MAP`` as announced ``host:port`` → reachable ``host:port``."""
+        pairs = [pair.strip() for pair in value.split(",") if pair.strip()]
+        if len(pairs) > 1000:
+            raise ValueError("at most 1,000 address pairs")
+        mapping = {}
+        for pair in pairs:
+            announced, sep, reachable = pair.partition("=")
+            if not sep or ":" not in announced or not reachable.rpartition(":")[2].isdigit():
+                raise ValueError(f"not an announced=reachable pair of host:port: {pair!r}")
+            mapping[announced.strip()] = reachable.strip()
+        return mapping
+
+    @property
+    def cluster_addresses(self) -> dict[str, str]:
+        return self.parse_address_map(self.redis_cluster_address_map)
 
     @model_validator(mode="after")
     def _check_production(self) -> "ServiceSettings":

@@ -155,7 +155,9 @@ class _Link:
     async def subscribe(self, *channels: str) -> None:
         assert self.pubsub is not None
         if self.sharded:
-            await self.pubsub.ssubscribe(*channels)
+            # One channel per command: an SSUBSCRIBE names channels of one slot only.
+            for channel in channels:
+                await self.pubsub.ssubscribe(channel)
         else:
             await self.pubsub.subscribe(*channels)
 

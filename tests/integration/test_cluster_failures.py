@@ -21,14 +21,15 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from services.common.redis_schema import GATEWAYS, parse_event_id, room_events_key, room_key
 from tests.conftest import GATEWAYS as GATEWAY_COUNT
 from tests.conftest import TEST_SETTINGS
-from tests.integration.conftest import User, ws_url
+from tests.integration.conftest import Socket, User, ws_url
 from tools import redis_cluster
 from tools.devstack import Ports, Stack
+from tools.tcpproxy import ProxyGroup
 
 # Acks wait for one replica, so a failover loses no acked message.
 CLUSTER_SETTINGS = {**TEST_SETTINGS, "SALA_ACK_REPLICAS": "1"}
@@ -174,16 +175,16 @@ async def _chat_through(stack: Stack, new_user, code: str, alice: User, fault, c
     return {"reconnects": sum(member.reconnects for member in [sender, *listeners])}
 
 
-async def _room_away_from(stack: Stack, new_room, alice: User, avoid: str) -> tuple[str, int]:
-    """A room whose slot is served by another primary than ``avoid``'s key: the fault stays on the room's shard."""
+async def _room_away_from(stack: Stack, new_room, alice: User, *avoid: str) -> tuple[str, int]:
+    """A room whose slot is served by another primary than each key of ``avoid``: a fault stays on its shard."""
     ports = stack.ports.redis_nodes
-    avoided = redis_cluster.slot_owner(ports, redis_cluster.keyslot(ports[0], avoid))
+    avoided = {redis_cluster.slot_owner(ports, redis_cluster.keyslot(ports[0], key)) for key in avoid}
     for _ in range(30):
         code = await new_room(alice)
         slot = redis_cluster.keyslot(ports[0], room_key(code))
-        if redis_cluster.slot_owner(ports, slot) != avoided:
+        if redis_cluster.slot_owner(ports, slot) not in avoided:
             return code, slot
-    raise AssertionError("every room landed on one primary")
+    raise AssertionError("every room landed on the primaries to avoid")
 
 
 async def test_a_killed_primary_fails_over_under_chat_and_loses_no_acked_message(stack, new_user, new_room):
@@ -222,3 +223,38 @@ async def test_a_rooms_slot_moved_mid_chat_loses_and_repeats_nothing(stack, new_
     outcome = await _chat_through(stack, new_user, code, alice, move_the_rooms_slot)
     print(f"\nslot {slot} moved from {source}: {outcome}")
     assert redis_cluster.slot_owner(ports, slot) != source
+
+
+async def test_a_gateway_cut_off_from_one_shard_sends_only_that_shards_rooms_elsewhere(stack, new_user, new_room):
+    """Its sockets in that shard's rooms get 1013 and its handshakes for them 503; its other rooms go on."""
+    alice = await new_user()
+    ports = stack.ports.redis_nodes
+    cut_code, slot = await _room_away_from(stack, new_room, alice, GATEWAYS)
+    cut_primary = redis_cluster.slot_owner(ports, slot)
+    other_code, _ = await _room_away_from(stack, new_room, alice, room_key(cut_code))
+    proxies = ProxyGroup()
+    port = proxies.add("shard", cut_primary)
+    replica = stack.add_replica("gateway", {"SALA_REDIS_CLUSTER_ADDRESS_MAP": f"127.0.0.1:{cut_primary}=127.0.0.1:{port}"})
+    url = stack.service_url(replica)
+    try:
+        cut_socket = Socket(await connect(ws_url(url, cut_code), additional_headers=alice.bearer, open_timeout=10))
+        other_socket = Socket(await connect(ws_url(url, other_code), additional_headers=alice.bearer, open_timeout=10))
+        await cut_socket.recv_type("welcome")
+        await other_socket.recv_type("welcome")
+        health = float(TEST_SETTINGS["SALA_PUBSUB_HEALTH_SECONDS"])
+        presence = float(TEST_SETTINGS["SALA_PRESENCE_TIMEOUT_SECONDS"])
+        proxies.cut("shard", presence + 8)
+        assert await cut_socket.closed_with(timeout=2 * health + presence + 4) == 1013
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(ws_url(url, cut_code), additional_headers=alice.bearer, open_timeout=5)
+        assert refused.value.response.status_code == 503
+        assert await other_socket.say("the other shard still serves") is not None
+        elsewhere = Socket(
+            await connect(ws_url(stack.service_url("gateway0"), cut_code), additional_headers=alice.bearer, open_timeout=10)
+        )
+        assert (await elsewhere.recv_type("welcome"))["room"]["code"] == cut_code
+        await elsewhere.close()
+        await other_socket.close()
+    finally:
+        stack.stop_child(replica)
+        proxies.close()

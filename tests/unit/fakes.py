@@ -409,8 +409,13 @@ class FakePubSub:
         self.unsubscribed.append(channel)
 
     async def ssubscribe(self, *channels: str) -> None:
-        """Sharded: confirmed as ``ssubscribe``, or refused like a channel whose slot this node does not own."""
+        """Sharded: confirmed as ``ssubscribe``, or refused like a channel whose slot this node does not own.
+
+        Channels of several rooms in one command are refused, as the server refuses channels of several slots.
+        """
         self.subscribes.append(channels)
+        if len(set(channels)) > 1:
+            raise ResponseError("CROSSSLOT Keys in request don't hash to the same slot")
         for channel in channels:
             if self.refuse is not None and self.refuse(channel):
                 self._inbox.put_nowait(ResponseError(f"MOVED 0 {channel}"))

@@ -343,6 +343,19 @@ async def test_each_room_is_subscribed_sharded_on_its_own_primary(missed):
         await the_hub.stop()
 
 
+async def test_rooms_on_one_primary_are_subscribed_one_command_each_after_a_reconnect(missed):
+    cluster = FakeCluster()
+    the_hub, members = await _sharded_hub(cluster, "AAAA", "CCCC", "DDDD")
+    try:
+        cluster.session("a:1").fail(RedisConnectionError("connection reset"))
+        await until(lambda: len(cluster.nodes["a:1"].sessions) == 2 and the_hub.is_connected())
+        again = cluster.session("a:1")
+        assert again.channels == {room_key(code) for code in ("AAAA", "CCCC", "DDDD")}
+        assert all(len(command) == 1 for command in again.subscribes)
+    finally:
+        await the_hub.stop()
+
+
 async def test_a_room_whose_slot_moves_resubscribes_on_the_new_primary_and_recovers_the_gap(missed):
     stream, reads = missed
     cluster = FakeCluster()

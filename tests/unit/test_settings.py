@@ -3,7 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
+from services.common.redis_client import remap_address
 from services.common.serve import load_settings
+from services.common.settings import ServiceSettings
 from services.gateway.settings import GatewaySettings
 from services.rooms.settings import RoomsSettings
 
@@ -48,3 +50,16 @@ def test_every_setting_is_documented_in_the_configuration_table():
         if f"SALA_{name.upper()}" not in docs
     }
     assert not missing, f"undocumented settings: {sorted(missing)}"
+
+
+def test_the_cluster_address_map_is_read_as_announced_to_reachable_pairs():
+    settings = ServiceSettings(redis_cluster_address_map="10.0.0.5:6379=127.0.0.1:16379, 10.0.0.6:6379=proxy:7000")
+    assert settings.cluster_addresses == {"10.0.0.5:6379": "127.0.0.1:16379", "10.0.0.6:6379": "proxy:7000"}
+    assert remap_address(settings.cluster_addresses, ("10.0.0.5", 6379)) == ("127.0.0.1", 16379)
+    assert remap_address(settings.cluster_addresses, ("10.0.0.7", 6379)) == ("10.0.0.7", 6379)
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.5:6379", "10.0.0.5:6379=proxy", "=127.0.0.1:1", ",".join(["a:1=b:2"] * 1001)])
+def test_a_malformed_cluster_address_map_is_refused(bad):
+    with pytest.raises(ValidationError):
+        ServiceSettings(redis_cluster_address_map=bad)

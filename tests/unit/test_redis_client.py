@@ -1,0 +1,27 @@
+"""The Redis clients' construction: what Sala changes in redis-py's cluster client, and that it still holds."""
+
+from redis._parsers.commands import AsyncCommandsParser
+
+from services.common.redis_client import CommandTableOnce, create_redis
+from services.common.settings import ServiceSettings
+
+
+class _CountingNode:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def execute_command(self, *args: object) -> dict:
+        self.calls += 1
+        return {"get": {"name": "get", "flags": ["readonly"], "first_key_pos": 1, "last_key_pos": 1, "step_count": 1}}
+
+
+async def test_the_cluster_client_reads_its_command_table_once():
+    """redis-py re-reads it from the first primary after each error: with that one cut off, every command fails."""
+    client = create_redis(ServiceSettings(redis_cluster=True, redis_url="redis://127.0.0.1:1,redis://127.0.0.1:2"))
+    assert isinstance(client.commands_parser, CommandTableOnce)
+    assert isinstance(client.commands_parser, AsyncCommandsParser), "the attribute redis-py reads is still there"
+    first, second = _CountingNode(), _CountingNode()
+    await client.commands_parser.initialize(first)
+    await client.commands_parser.initialize(second)
+    assert (first.calls, second.calls) == (1, 0)
+    assert "get" in client.commands_parser.commands
