@@ -297,6 +297,18 @@ redis.call(ROOM_PUBLISH, KEYS[1], ARGV[1])
 return 1
 """
 
+# KEYS[1] room hash. ARGV: a message's dedupe key, its event id. Writes the
+# ref again if it still names that event: 1; 0 if it does not; nil if the
+# room is gone. A write of an unchanged value is still replicated, so a
+# ``WAIT`` after it on the same connection proves the message replicated
+# (``services.gateway.replicated``). Sent whole with ``EVAL``.
+REASSERT_REF = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if redis.call('HGET', KEYS[1] .. ':refs', ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1] .. ':refs', ARGV[1], ARGV[2])
+return 1
+"""
+
 # KEYS[1] graces zset, KEYS[2] versions hash. ARGV: code, deadline, version.
 # Points the reaper at a room where a grace started: no later than the
 # deadline, and remembering the newest version indexed.

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode, PipelineCommand
-from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -44,17 +43,9 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-log = logging.getLogger(__name__)
+from services.common.redis_schema import REASSERT_REF, Script
 
-# KEYS[1] room hash. ARGV: the message's dedupe key, its event id. Writes the
-# ref again if it still names that event: 1; 0 if it does not; nil if the
-# room is gone. (A write of an unchanged value is still replicated.)
-REASSERT_REF = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-if redis.call('HGET', KEYS[1] .. ':refs', ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1] .. ':refs', ARGV[1], ARGV[2])
-return 1
-"""
+log = logging.getLogger(__name__)
 
 # Rounds one message may take (appended, then confirmed as a repeat after a redirect, ...) before it is refused.
 MAX_ROUNDS = 4
@@ -77,6 +68,8 @@ class _Message:
     # The script's answer ``[id, repeat]`` once the message is known stored: rounds then confirm it.
     stored: list[object] | None = None
     rounds: int = 0
+    # The primary did not know the script: the next round sends it whole (EVAL caches it on that node).
+    send_body: bool = False
 
 
 class ReplicatedAppends:
@@ -85,7 +78,7 @@ class ReplicatedAppends:
     def __init__(
         self,
         redis: Redis | RedisCluster,
-        script: AsyncScript,
+        script: Script,
         replicas: int,
         timeout_ms: int,
         cluster: bool | None = None,
@@ -158,9 +151,11 @@ class ReplicatedAppends:
             await self._settle(batch, *exchanged)
 
     def _command(self, message: _Message) -> tuple[object, ...]:
-        if message.stored is None:
-            return ("EVALSHA", self._script.sha, 1, message.key, *message.args)
-        return ("EVAL", REASSERT_REF, 1, message.key, message.dedupe, message.stored[0])
+        if message.stored is not None:
+            return ("EVAL", REASSERT_REF, 1, message.key, message.dedupe, message.stored[0])
+        if message.send_body:
+            return ("EVAL", self._script.script, 1, message.key, *message.args)
+        return ("EVALSHA", self._script.sha, 1, message.key, *message.args)
 
     async def _server_exchange(self, batch: list[_Message]) -> tuple[list[object], object]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -188,12 +183,12 @@ class ReplicatedAppends:
         written: list[_Message] = []  # written on the round's connection before its WAIT
         again: list[_Message] = []
         routed: list[_Message] = []
-        refused_script = False
         for message, reply in zip(batch, replies, strict=True):
             if message.future.done():
                 continue
             if isinstance(reply, NoScriptError):
-                refused_script = True
+                # Loaded by sending it whole to this primary only: a SCRIPT LOAD would go to every primary.
+                message.send_body = True
                 again.append(message)
             elif self._cluster and isinstance(reply, REDIRECTS):
                 routed.append(message)
@@ -213,8 +208,6 @@ class ReplicatedAppends:
                 # confirmed, unless the replicas are short now anyway.
                 (again if int(reply[1]) and self._enough(waited) else written).append(message)
         self._confirm(written, waited)
-        if refused_script:
-            await self._redis.script_load(self._script.script)
         if routed:
             await self._route(routed)
         for message in again:
