@@ -173,8 +173,41 @@ class ClientConnection:
 
     # The socket's life.
 
+    def release_seat(self) -> None:
+        """Give the socket's place in its user's and address's counts back (once; again is harmless)."""
+        self._seat.release()
+
     async def run(self) -> bool:
-        """Serve the socket until it ends; False if its room was not live."""
+        """Serve the socket until it ends; False if its room was not live.
+
+        This frame lives as long as the socket, so what the join and the welcome
+        needed (the room's members, its history) lives in frames that end first.
+        """
+        context = self._context
+        joined = await self._join()
+        if isinstance(joined, bool):
+            return joined
+        context.metrics.connections.inc()
+        log.info("socket joined", extra={"conn": self.conn_id, "room": self.code, "user": self.principal.user_id})
+        try:
+            await self._welcome(*joined)
+            del joined
+            await self._pump()
+        except (WebSocketDisconnect, OSError):
+            log.debug("client left during the welcome", extra={"conn": self.conn_id})
+        except RedisError as failure:
+            log.warning("Redis failed during the welcome", extra={"error": str(failure)})
+            await self._close_quietly(Close.TRY_AGAIN, "temporarily unavailable; reconnect")
+        finally:
+            self._seat.release()
+            context.hub.detach(self)
+            context.metrics.connections.dec()
+            await self._leave()
+            log.info("socket left", extra={"conn": self.conn_id, "room": self.code, "explicit": self._explicit_leave})
+        return True
+
+    async def _join(self) -> tuple[LocalRoom, Joined] | bool:
+        """Attach to the room here and join it in Redis; once not joined, whether the room was live."""
         context = self._context
         hub = context.hub
         try:
@@ -198,24 +231,7 @@ class ClientConnection:
             hub.detach(self)
             await self._close_quietly(Close.ROOM_GONE, "no live room with this code")
             return False
-        context.metrics.connections.inc()
-        log.info("socket joined", extra={"conn": self.conn_id, "room": self.code, "user": self.principal.user_id})
-        try:
-            await self._welcome(room, joined)
-            self._write_frame = (self.websocket.scope.get("extensions") or {}).get(WRITE_FRAME_EXTENSION)
-            await self._pump()
-        except (WebSocketDisconnect, OSError):
-            log.debug("client left during the welcome", extra={"conn": self.conn_id})
-        except RedisError as failure:
-            log.warning("Redis failed during the welcome", extra={"error": str(failure)})
-            await self._close_quietly(Close.TRY_AGAIN, "temporarily unavailable; reconnect")
-        finally:
-            self._seat.release()
-            hub.detach(self)
-            context.metrics.connections.dec()
-            await self._leave()
-            log.info("socket left", extra={"conn": self.conn_id, "room": self.code, "explicit": self._explicit_leave})
-        return True
+        return room, joined
 
     async def _welcome(self, room: LocalRoom, joined: Joined) -> None:
         context = self._context
@@ -233,6 +249,7 @@ class ClientConnection:
         if self.since is not None:
             welcome["truncated"] = history.truncated
         await self.websocket.send_text(orjson.dumps(welcome).decode())
+        self._write_frame = (self.websocket.scope.get("extensions") or {}).get(WRITE_FRAME_EXTENSION)
 
     async def _pump(self) -> None:
         try:
@@ -268,44 +285,46 @@ class ClientConnection:
             raise CloseSocket(self._cut_off.code, self._cut_off.reason) from None
 
     async def _send_queued(self) -> None:
-        send = self.websocket.send_text
-        queue = self._queue
+        # Each item lives in ``_send_item``'s frame only, not in this one's (a socket's sender waits for hours).
+        get = self._queue.get
         while True:
-            item = await queue.get()
-            while True:
-                if isinstance(item, _Close):
-                    raise CloseSocket(item.code, item.reason)
-                event_id, frame = item
-                # Once closing, the backlog is skipped: the close must not wait behind it for a peer that reads nothing.
-                if not self._closing and (event_id is None or event_id > self.last_id):
-                    if event_id is not None:
-                        self.last_id = event_id
-                    self._sending = True
-                    try:
-                        await send(frame)
-                    finally:
-                        self._sending = False
-                if queue.empty():
-                    break
-                item = queue.get_nowait()
+            await self._send_item(await get())
+
+    async def _send_item(self, item: tuple[EventId | None, str] | _Close) -> None:
+        if isinstance(item, _Close):
+            raise CloseSocket(item.code, item.reason)
+        event_id, frame = item
+        # Once closing, the backlog is skipped: the close must not wait behind it for a peer that reads nothing.
+        if self._closing or (event_id is not None and event_id <= self.last_id):
+            return
+        if event_id is not None:
+            self.last_id = event_id
+        self._sending = True
+        try:
+            await self.websocket.send_text(frame)
+        finally:
+            self._sending = False
 
     async def _receive_loop(self) -> None:
+        # Each frame lives in ``_take``'s frame only, not in this one's (a socket's receiver waits for hours).
         receive = self.websocket.receive
         read = 0
         while True:
-            message = await receive()
+            await self._take(await receive())
             read += 1
             if read % FRAMES_PER_TURN == 0:
                 # Frames already buffered are read without waiting: let the other sockets have their turn.
                 await asyncio.sleep(0)
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message.get("code", 1000))
-            text = message.get("text")
-            if text is None:
-                raise CloseSocket(Close.UNSUPPORTED, "binary frames are not supported")
-            if not self._frames.allow():
-                raise CloseSocket(Close.POLICY, "too many frames; slow down")
-            await self._handle(parse_client_frame(text))
+
+    async def _take(self, message: dict) -> None:
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        if text is None:
+            raise CloseSocket(Close.UNSUPPORTED, "binary frames are not supported")
+        if not self._frames.allow():
+            raise CloseSocket(Close.POLICY, "too many frames; slow down")
+        await self._handle(parse_client_frame(text))
 
     async def _handle(self, frame: object) -> None:
         if isinstance(frame, ChatMessage):
@@ -330,8 +349,9 @@ class ClientConnection:
         )
         if len(body) > self._context.settings.max_event_bytes:
             self._reply(
-                FrameError(ErrorCode.TOO_LONG, "This message takes too many bytes once stored; shorten it.", message.ref)
-                .frame()
+                FrameError(
+                    ErrorCode.TOO_LONG, "This message takes too many bytes once stored; shorten it.", message.ref
+                ).frame()
             )
             return
         if message.ref is not None:

@@ -3,11 +3,14 @@
 A gateway holds thousands of idle sockets, and each one keeps its queues and
 flags for hours. ``asyncio.Queue`` carries three deques and an ``Event`` (a
 fourth) for bounds, ``join()`` and many readers; a socket needs none of that,
-so these keep one deque, or nothing, and a future only while someone waits.
+so these keep a deque only while items wait (an empty one is a 760-byte
+block, and an idle socket has two mailboxes), and a future only while
+someone waits.
 """
 
 import asyncio
 from collections import deque
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -19,16 +22,23 @@ class Mailbox(Generic[T]):
     __slots__ = ("_items", "_waiter")
 
     def __init__(self) -> None:
-        self._items: deque[T] = deque()
+        # None while empty.
+        self._items: deque[T] | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     def qsize(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._items is not None else 0
 
     def empty(self) -> bool:
-        return not self._items
+        return self._items is None
+
+    def __iter__(self) -> Iterator[T]:
+        """The waiting items, oldest first, left in place."""
+        return iter(self._items or ())
 
     def put_nowait(self, item: T) -> None:
+        if self._items is None:
+            self._items = deque()
         self._items.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -36,12 +46,16 @@ class Mailbox(Generic[T]):
 
     def get_nowait(self) -> T:
         """The oldest item; raises ``asyncio.QueueEmpty`` when there is none."""
-        if not self._items:
+        items = self._items
+        if items is None:
             raise asyncio.QueueEmpty
-        return self._items.popleft()
+        item = items.popleft()
+        if not items:
+            self._items = None
+        return item
 
     async def get(self) -> T:
-        while not self._items:
+        while self._items is None:
             if self._waiter is not None:
                 raise RuntimeError("a Mailbox has a single reader")
             self._waiter = asyncio.get_running_loop().create_future()
@@ -49,7 +63,7 @@ class Mailbox(Generic[T]):
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+        return self.get_nowait()
 
 
 class Gate:

@@ -9,6 +9,8 @@ needs from the gateway's context instead of through ``Depends``.
 from fastapi import WebSocket
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette.datastructures import Headers, QueryParams
+from starlette.requests import cookie_parser
 
 from services.common import ratelimit
 from services.common.redis_schema import parse_event_id
@@ -36,16 +38,41 @@ def parse_since(value: str) -> EventId:
 
 
 async def chat_socket(websocket: WebSocket, context: GatewayContext) -> None:
+    # This frame lives as long as the socket: it holds the connection and nothing of the handshake.
+    connection = await _admit(websocket, context)
+    if connection is None:
+        return
+    try:
+        live = await connection.run()
+    finally:
+        connection.release_seat()
+    if not live:
+        await _count_miss(context, connection.principal, ratelimit.client_address(websocket))
+
+
+def _handshake(websocket: WebSocket) -> tuple[str | None, bool, str, str | None, str | None]:
+    """The token, whether it came from the cookie, the Origin, the room code and ``since``, read from the scope.
+
+    Read without the ``WebSocket``'s cached views (headers, cookies, query), which would keep the
+    handshake for the socket's life; the protocol drops the scope's headers once the socket is accepted.
+    """
+    headers = Headers(scope=websocket.scope)
+    query = QueryParams(websocket.scope["query_string"])
+    token, from_cookie = token_from(headers, cookie_parser(headers.get("cookie", "")))
+    return token, from_cookie, headers.get("origin", ""), normalize(query.get("room") or ""), query.get("since")
+
+
+async def _admit(websocket: WebSocket, context: GatewayContext) -> ClientConnection | None:
+    """Everything before the join: origin, token, room code, admission, session; None if refused (and closed)."""
     settings = context.settings
-    token, from_cookie = token_from(websocket.headers, websocket.cookies)
-    if from_cookie and websocket.headers.get("origin", "").rstrip("/") not in settings.allowed_origins:
+    token, from_cookie, origin, code, since_param = _handshake(websocket)
+    if from_cookie and origin.rstrip("/") not in settings.allowed_origins:
         # Cross-site WebSocket hijacking: a cookie sent by a foreign page is refused at the handshake.
         await websocket.close(code=Close.POLICY)
-        return
+        return None
     if context.draining:
         await websocket.close(code=Close.SERVICE_RESTART)
-        return
-    code = normalize(websocket.query_params.get("room") or "")
+        return None
     if context.hub.bus_lost_for(code) > settings.pubsub_health_seconds:
         # Cut off from Redis, not a blip (a blip's socket waits for the bus): refused before the upgrade, so
         # the edge tries another replica instead of this one.
@@ -56,42 +83,46 @@ async def chat_socket(websocket: WebSocket, context: GatewayContext) -> None:
                 headers={"Retry-After": "1"},
             )
         )
-        return
+        return None
     await websocket.accept()
     try:
         principal = context.verifier.verify(token or "")
     except InvalidToken:
         await websocket.close(Close.UNAUTHENTICATED, "not authenticated")
-        return
+        return None
     if code is None:
         await websocket.close(Close.ROOM_GONE, "no live room with this code")
-        return
+        return None
     address = ratelimit.client_address(websocket)
     admission = context.admission
     if admission.guessing(principal.user_id, address):
         await websocket.close(Close.POLICY, "too many unknown room codes; wait before trying another")
-        return
+        return None
     try:
         seat = admission.admit(principal.user_id, address)
     except Refused as refused:
         context.metrics.refused.inc()
         await websocket.close(refused.code, refused.reason)
-        return
+        return None
     try:
-        await _serve(websocket, context, principal, code, seat)
-    finally:
+        return await _seated(websocket, context, principal, code, since_param, seat)
+    except BaseException:
         seat.release()
+        raise
 
 
-async def _serve(
-    websocket: WebSocket, context: GatewayContext, principal: Principal, code: str, seat: Seat
-) -> None:
+async def _seated(
+    websocket: WebSocket, context: GatewayContext, principal: Principal, code: str, since_param: str | None, seat: Seat
+) -> ClientConnection | None:
+    """The admitted socket's ``since`` and session checked; None (seat given back, socket closed) if revoked."""
     since = None
-    if since_param := websocket.query_params.get("since"):
+    if since_param:
         try:
             since = parse_since(since_param)
         except ValueError:
-            error = FrameError(ErrorCode.INVALID_SINCE, "'since' is not an event id; sending the latest events instead.")
+            error = FrameError(
+                ErrorCode.INVALID_SINCE, "'since' is not an event id; sending the latest events instead."
+            )
             await websocket.send_text(error.frame())
     connection = ClientConnection(websocket, principal, code, since, context, seat)
     # Watched before the revocation check, so a logout racing this handshake still closes the socket.
@@ -102,14 +133,13 @@ async def _serve(
         context.hub.detach(connection)
         seat.release()
         await websocket.close(Close.TRY_AGAIN, "sessions cannot be checked right now; reconnect")
-        return
+        return None
     if revoked:
         context.hub.detach(connection)
         seat.release()
         await websocket.close(Close.UNAUTHENTICATED, "session ended")
-        return
-    if not await connection.run():
-        await _count_miss(context, principal, ratelimit.client_address(websocket))
+        return None
+    return connection
 
 
 async def _count_miss(context: GatewayContext, principal: Principal, address: str) -> None:

@@ -182,9 +182,7 @@ async def test_a_client_flooding_bad_frames_without_reading_is_closed_at_the_bou
     bound = 4
     conn, websocket, writer = idle_socket(send_queue_max=bound, frame_burst=1000)
     frames_queued: list[int] = []
-    websocket.on_receive = lambda: frames_queued.append(
-        sum(1 for item in conn._queue._items if isinstance(item, tuple))
-    )
+    websocket.on_receive = lambda: frames_queued.append(sum(1 for item in conn._queue if isinstance(item, tuple)))
     writer.accepting = False
     websocket.stalled = True
     deliver(conn, 1)

@@ -10,6 +10,7 @@ import logging
 import uvicorn
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
 
 from services.gateway.mailbox import Gate, Mailbox
 from services.gateway.protocol import WRITE_FRAME_EXTENSION, LeanWebSocketProtocol, encode_text_frame
@@ -56,10 +57,13 @@ def client_text(text: str) -> bytes:
 
 async def test_echo_through_the_lean_protocol_frees_the_handshake():
     received: list[dict] = []
+    scopes: list[dict] = []
     accepted = asyncio.Event()
 
     async def echo(scope, receive, send):
+        scopes.append(scope)
         assert (await receive())["type"] == "websocket.connect"
+        assert (b"host", b"chat.example") in [(name.lower(), value) for name, value in scope["headers"]]
         await send({"type": "websocket.accept"})
         accepted.set()
         message = await receive()
@@ -76,10 +80,14 @@ async def test_echo_through_the_lean_protocol_frees_the_handshake():
     transport = RecordingTransport()
     protocol.connection_made(transport)
     protocol.data_received(HANDSHAKE)
-    assert "request" in protocol.__dict__ and "response" in protocol.__dict__
+    # The scope has the headers; the request, still referenced by the websockets parser, is emptied.
+    assert not hasattr(protocol, "request")
+    assert hasattr(protocol, "response")
+    assert not parsed_requests(protocol) or all(not request.headers for request in parsed_requests(protocol))
     await asyncio.wait_for(accepted.wait(), 1)
     assert transport.written.startswith(b"HTTP/1.1 101 ")
-    assert "request" not in protocol.__dict__ and "response" not in protocol.__dict__
+    assert not hasattr(protocol, "response")
+    assert scopes[0]["headers"] == []
 
     transport.written.clear()
     protocol.data_received(client_text("hi"))
@@ -89,6 +97,8 @@ async def test_echo_through_the_lean_protocol_frees_the_handshake():
         await asyncio.sleep(0)
     assert received[0] == {"type": "websocket.receive", "text": "hi"}
     assert transport.written == Frame(Opcode.TEXT, b"echo:hi").serialize(mask=False, extensions=[])
+    # Every attribute uvicorn sets has a slot: an upgrade that adds one fails here.
+    assert protocol.__dict__ == {}
 
     protocol.connection_lost(None)
     for _ in range(20):
@@ -96,6 +106,33 @@ async def test_echo_through_the_lean_protocol_frees_the_handshake():
             break
         await asyncio.sleep(0)
     assert received[1]["type"] == "websocket.disconnect"
+
+
+def parsed_requests(protocol: LeanWebSocketProtocol) -> list[Request]:
+    """The handshake requests the websockets parser's generator frames still hold."""
+    found = []
+    generator = protocol.conn.parser
+    while generator is not None and generator.gi_frame is not None:
+        found += [value for value in generator.gi_frame.f_locals.values() if isinstance(value, Request)]
+        generator = generator.gi_yieldfrom
+    return found
+
+
+def test_the_parser_still_holds_the_request_so_emptying_it_matters():
+    config = uvicorn.Config(lambda scope, receive, send: None, ws=LeanWebSocketProtocol, log_config=None)
+    config.load()
+    protocol = LeanWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(RecordingTransport())
+    protocol.data_received(HANDSHAKE)
+    assert len(parsed_requests(protocol)) == 1
+
+
+def test_configured_protocols_stay_slotted():
+    config = uvicorn.Config(lambda scope, receive, send: None, ws=LeanWebSocketProtocol, log_config=None)
+    config.load()
+    protocol = LeanWebSocketProtocol.configured(5.0)(config=config, server_state=ServerState(), app_state={})
+    assert protocol.pings_per_second == 5.0
+    assert protocol.__dict__ == {}
 
 
 async def test_a_paused_writer_waits_until_the_transport_drains():
@@ -137,8 +174,10 @@ async def test_write_frame_writes_an_encoded_frame_only_when_the_socket_can_take
     transport.written.clear()
     wire = encode_text_frame('{"type":"message","text":"héllo"}')
     assert write_frame(wire)
-    assert transport.written == wire == Frame(Opcode.TEXT, '{"type":"message","text":"héllo"}'.encode()).serialize(
-        mask=False, extensions=[]
+    assert (
+        transport.written
+        == wire
+        == Frame(Opcode.TEXT, '{"type":"message","text":"héllo"}'.encode()).serialize(mask=False, extensions=[])
     )
 
     protocol.pause_writing()
