@@ -81,7 +81,8 @@ def test_the_cluster_replaces_the_one_server(merged: dict[str, Any]) -> None:
     for name in SALA_SERVICES:
         service = merged["services"][name]
         assert service["environment"]["SALA_REDIS_CLUSTER"] == "true", name
-        assert "redis" not in service["depends_on"], name
+        # Still listed (compose merges depends_on), but not required: the one server is not started.
+        assert service["depends_on"]["redis"]["required"] is False, name
         assert service["depends_on"]["redis-cluster"]["condition"] == "service_completed_successfully", name
         seeds = service["environment"]["SALA_REDIS_URL"].split(",")
         assert seeds and all(re.fullmatch(r"redis://redis-[1-6]:6379", seed) for seed in seeds), seeds
