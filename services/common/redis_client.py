@@ -10,7 +10,7 @@ script runs on one node either way.
 import asyncio
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
@@ -75,8 +75,9 @@ def create_redis(settings: ServiceSettings, retries: int = 5) -> RedisClient:
         cluster = RedisCluster(
             address_remap=partial(remap_address, settings.cluster_addresses),
             startup_nodes=[ClusterNode(seed.hostname or "127.0.0.1", seed.port or 6379) for seed in seeds],
-            username=first.username,
-            password=first.password,
+            # As a redis:// URL reads them: percent-escapes decoded, the same credentials as the pub/sub clients.
+            username=unquote(first.username) if first.username else None,
+            password=unquote(first.password) if first.password else None,
             ssl=first.scheme == "rediss",
             max_connections=MAX_CONNECTIONS,
             **_connection_options(retries),
@@ -123,7 +124,7 @@ class PubSubNodes:
         try:
             await self._commands.initialize()
             nodes = sorted(node.name for node in self._commands.get_nodes())
-        except (RedisError, OSError):
+        except (RedisError, RedisClusterException, OSError):
             nodes = []
         if not nodes:
             nodes = [f"{urlsplit(url).hostname}:{urlsplit(url).port or 6379}" for url in seed_urls(self._settings.redis_url)]
@@ -170,5 +171,5 @@ async def redis_ready(redis: RedisClient) -> bool:
     try:
         async with asyncio.timeout(READY_CHECK_SECONDS):
             return bool(await redis.ping())
-    except (RedisError, OSError):
+    except (RedisError, RedisClusterException, OSError):
         return False

@@ -2,7 +2,7 @@
 
 from redis._parsers.commands import AsyncCommandsParser
 
-from services.common.redis_client import CommandTableOnce, create_redis
+from services.common.redis_client import CommandTableOnce, create_redis, redis_ready
 from services.common.settings import ServiceSettings
 
 
@@ -25,3 +25,17 @@ async def test_the_cluster_client_reads_its_command_table_once():
     await client.commands_parser.initialize(second)
     assert (first.calls, second.calls) == (1, 0)
     assert "get" in client.commands_parser.commands
+
+
+def test_cluster_credentials_are_read_as_a_redis_url_reads_them():
+    client = create_redis(ServiceSettings(redis_cluster=True, redis_url="rediss://sala:p%40ss%2Cw@10.0.0.1:6379"))
+    options = client.nodes_manager.connection_kwargs
+    assert (options["username"], options["password"]) == ("sala", "p@ss,w")
+
+
+async def test_a_cluster_that_no_seed_answers_is_not_ready_rather_than_an_error():
+    client = create_redis(ServiceSettings(redis_cluster=True, redis_url="redis://127.0.0.1:1"), retries=0)
+    try:
+        assert await redis_ready(client) is False
+    finally:
+        await client.aclose()
