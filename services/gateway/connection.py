@@ -1,4 +1,13 @@
-"""One client socket: join, welcome, then a sender and a receiver in one task group."""
+"""One client socket: join, welcome, then its frames received in its own task, and sent by a task of their own
+only while some wait.
+
+An idle socket lives for hours, and each task costs it about a kilobyte: the
+frames the hub hands over are written straight to the transport when the socket
+can take them (nearly always), so a sender task is started only when frames
+queue up, and ends once it has sent them. A failure of the sender (a close
+request reached, a broken transport) ends the receive loop by cancelling it,
+as a task group would.
+"""
 
 import asyncio
 import logging
@@ -76,6 +85,8 @@ class ClientConnection:
         "_sending",
         "_sender",
         "_cut_off",
+        "_receiver",
+        "_ending",
     )
 
     def __init__(
@@ -112,9 +123,14 @@ class ClientConnection:
         self._write_frame: Callable[[bytes], bool] | None = None
         # The sender is inside a send() that may wait for the transport to drain.
         self._sending = False
+        # The task sending the queue, while frames wait in it.
         self._sender: asyncio.Task[None] | None = None
         # The close that cancelled the sender, stuck behind a peer that stopped reading.
         self._cut_off: _Close | None = None
+        # The task receiving the client's frames (the socket's own), while it does.
+        self._receiver: asyncio.Task[None] | None = None
+        # What ended the sender, for the receiver to raise.
+        self._ending: BaseException | None = None
 
     @property
     def queued(self) -> int:
@@ -153,6 +169,7 @@ class ClientConnection:
             self.close(Close.TRY_AGAIN, "too far behind; reconnect with since")
             return
         self._queue.put_nowait(item)
+        self._start_sender()
 
     def _can_write_now(self) -> bool:
         """Whether a frame may skip the queue: the direct writer is set up and nothing waits to go out first."""
@@ -170,6 +187,8 @@ class ClientConnection:
             # The sender waits for a peer that stopped reading: the close must not wait behind it.
             self._cut_off = request
             self._sender.cancel()
+        else:
+            self._start_sender()
 
     # The socket's life.
 
@@ -253,17 +272,35 @@ class ClientConnection:
 
     async def _pump(self) -> None:
         try:
-            async with asyncio.TaskGroup() as group:
-                self._sender = group.create_task(self._send_loop())
-                group.create_task(self._receive_loop())
-        except* CloseSocket as closing:
-            first = closing.exceptions[0]
-            await self._close_quietly(first.code, first.reason)
-        except* (WebSocketDisconnect, OSError):
+            await self._receive()
+        except CloseSocket as closing:
+            await self._close_quietly(closing.code, closing.reason)
+        except (WebSocketDisconnect, OSError):
             pass
-        except* RedisError as failure:
-            log.warning("Redis failed during a socket; closing it", extra={"error": str(failure.exceptions[0])})
+        except RedisError as failure:
+            log.warning("Redis failed during a socket; closing it", extra={"error": str(failure)})
             await self._close_quietly(Close.TRY_AGAIN, "temporarily unavailable; reconnect with since")
+
+    async def _receive(self) -> None:
+        """Receive the client's frames until the socket ends: by them, by the peer, or by the sender's failure."""
+        receiver = self._receiver = asyncio.current_task()
+        self._start_sender()
+        try:
+            await self._receive_loop()
+        except asyncio.CancelledError:
+            ending = self._ending
+            # Cancelled by the sender's failure alone (not also from outside): that failure ends the socket.
+            if ending is None or receiver.uncancel() > 0:
+                raise
+            raise ending from None
+        finally:
+            self._receiver = None
+            sender = self._sender
+            if sender is not None:
+                sender.cancel()
+                await asyncio.wait([sender])
+                # A sender cancelled before it ever ran did not clear its own place.
+                self._sender = None
 
     async def _close_quietly(self, code: int, reason: str) -> None:
         self._seat.release()
@@ -276,19 +313,31 @@ class ClientConnection:
         except (RuntimeError, OSError, WebSocketDisconnect):
             log.debug("socket already closed", extra={"conn": self.conn_id})
 
+    def _start_sender(self) -> None:
+        """Start a sender for the waiting frames, if the socket is receiving and none runs."""
+        if self._sender is None and self._receiver is not None and self._ending is None and not self._queue.empty():
+            self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+
     async def _send_loop(self) -> None:
+        """Send the queue until it is empty; a failure ends the socket (the receiver raises it)."""
         try:
-            await self._send_queued()
+            queue = self._queue
+            while not queue.empty():
+                await self._send_item(queue.get_nowait())
         except asyncio.CancelledError:
             if self._cut_off is None:
                 raise
-            raise CloseSocket(self._cut_off.code, self._cut_off.reason) from None
+            self._fail(CloseSocket(self._cut_off.code, self._cut_off.reason))
+        except Exception as failure:
+            self._fail(failure)
+        finally:
+            self._sender = None
 
-    async def _send_queued(self) -> None:
-        # Each item lives in ``_send_item``'s frame only, not in this one's (a socket's sender waits for hours).
-        get = self._queue.get
-        while True:
-            await self._send_item(await get())
+    def _fail(self, failure: BaseException) -> None:
+        """End the receive loop with the sender's failure (the first one)."""
+        if self._ending is None and self._receiver is not None:
+            self._ending = failure
+            self._receiver.cancel()
 
     async def _send_item(self, item: tuple[EventId | None, str] | _Close) -> None:
         if isinstance(item, _Close):

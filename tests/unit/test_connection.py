@@ -7,7 +7,6 @@ import pytest
 
 from services.gateway import timeline
 from services.gateway.closes import Close
-from services.gateway.connection import CloseSocket
 from services.gateway.frames import PONG_FRAME
 from services.gateway.protocol import encode_text_frame
 from services.gateway.timeline import History
@@ -42,10 +41,9 @@ def deliver(conn, ms):
     conn.deliver(event_id, frame, encode_text_frame(frame))
 
 
-async def run_sender(conn):
-    """Start the socket's sender, as its task group does."""
-    task = asyncio.create_task(conn._send_loop())
-    conn._sender = task
+async def run_pump(conn):
+    """Start the socket's receive loop, which starts a sender whenever frames wait."""
+    task = asyncio.create_task(conn._pump())
     await asyncio.sleep(0)
     return task
 
@@ -100,7 +98,7 @@ async def test_order_is_kept_between_the_direct_path_and_the_queue():
     conn._reply(ACK)
     assert conn.queued == 3, "nothing skips frames already waiting"
     assert len(writer.written) == 1
-    task = await run_sender(conn)
+    task = await run_pump(conn)
     try:
         await until(lambda: conn.queued == 0 and not conn._sending)
         deliver(conn, 4)
@@ -126,7 +124,7 @@ async def test_old_ids_are_dropped_on_the_queued_path():
     writer.accepting = False
     for ms in (5, 4, 5, 3, 6):
         deliver(conn, ms)
-    task = await run_sender(conn)
+    task = await run_pump(conn)
     try:
         await until(lambda: conn.queued == 0 and not conn._sending)
         assert websocket.sent == [event(5)[1], event(6)[1]]
@@ -141,7 +139,7 @@ async def test_replies_are_never_dropped_as_old():
     writer.accepting = False
     conn._reply(ACK)
     conn._reply(ACK)
-    task = await run_sender(conn)
+    task = await run_pump(conn)
     try:
         await until(lambda: conn.queued == 0 and not conn._sending)
         assert websocket.sent == [ACK, ACK]
@@ -201,13 +199,13 @@ async def test_a_close_cuts_off_a_sender_stuck_in_send():
     writer.accepting = False
     websocket.stalled = True
     deliver(conn, 1)
-    task = await run_sender(conn)
+    task = await run_pump(conn)
     await until(lambda: conn._sending)
     conn.close(Close.SERVICE_RESTART, "draining")
-    with pytest.raises(CloseSocket) as closing:
-        await finished(task)
-    assert closing.value.code == Close.SERVICE_RESTART and closing.value.reason == "draining"
-    assert conn._sending is False
+    await finished(task)
+    assert websocket.closes == [(Close.SERVICE_RESTART, "draining")]
+    assert websocket.sent == []
+    assert conn._sending is False and conn._sender is None
 
 
 async def test_a_close_while_stuck_in_send_reaches_the_socket():
@@ -253,9 +251,9 @@ async def test_sending_is_reset_when_a_send_fails():
     writer.accepting = False
     websocket.send_error = OSError("broken pipe")
     deliver(conn, 1)
-    task = await run_sender(conn)
-    with pytest.raises(OSError):
-        await finished(task)
+    task = await run_pump(conn)
+    await finished(task)
+    assert websocket.closes == [], "a broken transport ends the socket without a close frame"
     assert conn._sending is False
     writer.accepting = True
     deliver(conn, 2)
@@ -263,15 +261,87 @@ async def test_sending_is_reset_when_a_send_fails():
 
 
 async def test_sending_is_reset_when_the_sender_is_cancelled():
-    """Issue 11 defect 7, the cancelled path: the task group cancels the sender when the receiver ends."""
+    """Issue 11 defect 7, the cancelled path: the sender is cancelled when the receiver ends."""
     conn, websocket, writer = idle_socket()
     writer.accepting = False
     websocket.stalled = True
     deliver(conn, 1)
-    task = await run_sender(conn)
+    task = await run_pump(conn)
     await until(lambda: conn._sending)
     await stop(task)
-    assert conn._sending is False
+    assert conn._sending is False and conn._sender is None
+
+
+# Tasks: an idle socket has none but its own
+
+
+async def test_a_sender_runs_only_while_frames_wait():
+    conn, websocket, writer = idle_socket()
+    task = await run_pump(conn)
+    try:
+        deliver(conn, 1)
+        assert conn._sender is None, "a frame written straight away needs no sender"
+        writer.accepting = False
+        deliver(conn, 2)
+        sender = conn._sender
+        assert sender is not None
+        await until(lambda: sender.done())
+        assert websocket.sent == [event(2)[1]]
+        assert conn._sender is None and conn.queued == 0
+        deliver(conn, 3)
+        await until(lambda: conn._sender is None and conn.queued == 0)
+        assert websocket.sent == [event(2)[1], event(3)[1]]
+    finally:
+        await cancel(task)
+
+
+async def test_frames_queued_before_the_receive_loop_wait_for_it():
+    conn = connection()
+    deliver(conn, 1)
+    assert conn._sender is None and conn.queued == 1
+    task = await run_pump(conn)
+    try:
+        await until(lambda: conn.queued == 0 and conn._sender is None)
+        assert conn.websocket.sent == [event(1)[1]]
+    finally:
+        await cancel(task)
+
+
+async def test_a_cancellation_from_outside_is_no_sender_failure():
+    conn, websocket, writer = idle_socket()
+    writer.accepting = False
+    websocket.stalled = True
+    deliver(conn, 1)
+    task = await run_pump(conn)
+    await until(lambda: conn._sending)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert websocket.closes == [] and conn._sender is None
+
+
+async def test_a_sender_failure_during_an_append_ends_the_socket():
+    """The receiver may be inside an append when the sender fails: the close still goes out."""
+    appender = FakeAppender()
+    hold = asyncio.Event()
+    append = appender.append
+
+    async def slow_append(code: str, body: bytes, dedupe: str):
+        await hold.wait()
+        return await append(code, body, dedupe)
+
+    appender.append = slow_append
+    writer = FakeWriter()
+    websocket = FakeWebSocket(writer)
+    conn = connection(context(appender=appender), websocket)
+    conn._write_frame = writer
+    websocket.client_sends('{"type":"message","text":"hi","ref":"r1"}')
+    task = await run_pump(conn)
+    await asyncio.sleep(0.01)
+    conn.close(Close.SERVICE_RESTART, "draining")
+    await finished(task)
+    assert websocket.closes == [(Close.SERVICE_RESTART, "draining")]
+    assert appender.appended == []
 
 
 # The receive loop
