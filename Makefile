@@ -78,8 +78,9 @@ e2e: install browser
 	$(PYTEST) tests/e2e
 
 ## Ten minutes of rooms chatting through the edge of a stack of its own while faults are injected; a checker judges the history (ARGS="--minutes 2 --json soak.json").
+## TARGET=compose: the same against docker-compose.yml (three gateways, a compose project of its own; needs `make docker`).
 soak: install
-	$(BIN)/python -m tools.soak $(ARGS)
+	$(BIN)/python -m tools.soak $(if $(TARGET),--target $(TARGET)) $(ARGS)
 
 ## Fan-out, saturation, idle memory, connect and login benchmarks against two yardsticks, and a reconnect storm (ARGS="--quick" for a short run).
 bench: install

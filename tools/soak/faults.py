@@ -1,20 +1,27 @@
-"""The fault injector: one fault at a time against a running dev stack, each recorded as a window.
+"""The fault injector: one fault at a time against a target, each recorded as a window.
 
-Kinds: ``gateway_kill`` (SIGKILL; the supervisor restarts it), ``gateway_freeze``
-(SIGSTOP, then SIGCONT), ``gateway_cut`` (its Redis proxy drops and refuses
-connections), ``redis_restart`` (SIGTERM, then start), ``redis_kill`` (SIGKILL;
-the supervisor restarts it, its append-only file keeps the data),
-``auth_restart`` and ``rooms_restart`` (SIGTERM, then start).
+The injector decides when, which kind, which gateway and for how long; a
+``Target`` (``tools.soak.dev``: a supervised dev stack, ``tools.soak.compose``:
+a compose project) knows how to do each kind:
+
+- ``gateway_kill``: the gateway dies at once and comes back as a new process;
+- ``gateway_freeze``: the gateway stops for the given seconds, then runs on;
+- ``gateway_cut``: the gateway loses its network to Redis for the given seconds;
+- ``redis_restart``: Redis stops cleanly and starts again;
+- ``redis_kill``: Redis dies at once and comes back with its data;
+- ``auth_restart``, ``rooms_restart``: the service stops cleanly and starts again.
+
+Each method returns once the fault is over: a kill or a restart when what it
+hit is ready again, a freeze or a cut when it is lifted.
 """
 
 import asyncio
 import logging
-import os
 import random
-import signal
 import time
+from collections.abc import Callable
+from typing import Protocol
 
-from tools.devstack import Stack, StartupError, http_ok, port_open
 from tools.soak.history import Fault, History
 from tools.soak.settings import SoakSettings
 
@@ -22,6 +29,33 @@ log = logging.getLogger("soak.faults")
 
 RECOVERY_TIMEOUT_SECONDS = 90.0
 MIN_GAP_SECONDS = 2.0
+
+
+class Target(Protocol):
+    """A running deployment the soak chats through and faults."""
+
+    edge_url: str
+    incidents: list[str]  # trouble of the harness itself, e.g. a child that did not restart at once
+
+    def gateway_names(self) -> list[str]: ...
+
+    async def read_streams(self, codes: list[str]) -> dict[str, list[tuple[str, dict]]]:
+        """Each room's whole stream: (id, event without id)."""
+        ...
+
+    async def gateway_kill(self, gateway: str) -> None: ...
+
+    async def gateway_freeze(self, gateway: str, seconds: float) -> None: ...
+
+    async def gateway_cut(self, gateway: str, seconds: float) -> None: ...
+
+    async def redis_restart(self) -> None: ...
+
+    async def redis_kill(self) -> None: ...
+
+    async def auth_restart(self) -> None: ...
+
+    async def rooms_restart(self) -> None: ...
 
 
 def schedule(settings: SoakSettings, rng: random.Random) -> list[tuple[float, str]]:
@@ -38,9 +72,18 @@ def schedule(settings: SoakSettings, rng: random.Random) -> list[tuple[float, st
     return [(settings.warmup_seconds + i * slot + rng.random() * slot / 2, kind) for i, kind in enumerate(kinds[: settings.faults])]
 
 
+async def wait_until(check: Callable[[], bool], what: str) -> None:
+    """Poll a blocking check (in a thread) until it holds; an error past the recovery timeout."""
+    deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
+    while not await asyncio.to_thread(check):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come back within {RECOVERY_TIMEOUT_SECONDS:.0f} s")
+        await asyncio.sleep(0.2)
+
+
 class Injector:
-    def __init__(self, stack: Stack, settings: SoakSettings, history: History, rng: random.Random) -> None:
-        self.stack = stack
+    def __init__(self, target: Target, settings: SoakSettings, history: History, rng: random.Random) -> None:
+        self.target = target
         self.settings = settings
         self.history = history
         self.rng = rng
@@ -58,76 +101,22 @@ class Injector:
             ready_at = time.monotonic() + MIN_GAP_SECONDS
 
     async def inject(self, kind: str) -> Fault:
-        gateway = f"gateway{self.rng.randrange(len(self.stack.ports.gateways))}"
-        target = gateway if kind.startswith("gateway") else kind.split("_")[0]
-        fault = Fault(kind, target, time.monotonic(), 0.0)
+        gateway = self.rng.choice(self.target.gateway_names())
+        hit = gateway if kind.startswith("gateway") else kind.split("_")[0]
+        fault = Fault(kind, hit, time.monotonic(), 0.0)
         self.history.faults.append(fault)
         try:
-            await getattr(self, kind)(target)
+            if kind == "gateway_freeze":
+                seconds = self.rng.uniform(self.settings.freeze_min_seconds, self.settings.freeze_max_seconds)
+                await self.target.gateway_freeze(gateway, seconds)
+            elif kind == "gateway_cut":
+                seconds = self.rng.uniform(self.settings.cut_min_seconds, self.settings.cut_max_seconds)
+                await self.target.gateway_cut(gateway, seconds)
+            elif kind == "gateway_kill":
+                await self.target.gateway_kill(gateway)
+            else:
+                await getattr(self.target, kind)()
         finally:
             fault.end = time.monotonic()
-            log.info("fault %s on %s: %.1f s", kind, target, fault.end - fault.start)
+            log.info("fault %s on %s: %.1f s", kind, hit, fault.end - fault.start)
         return fault
-
-    async def _wait_for(self, check, what: str) -> None:
-        deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
-        while not await asyncio.to_thread(check):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not come back within {RECOVERY_TIMEOUT_SECONDS:.0f} s")
-            await asyncio.sleep(0.2)
-
-    async def _killed_and_restarted(self, name: str, ready) -> None:
-        pid = self.stack.pid(name)
-        os.kill(pid, signal.SIGKILL)
-
-        def back() -> bool:
-            child = self.stack.children.get(name)
-            return child is not None and child.process.pid != pid and child.process.poll() is None and ready()
-
-        await self._wait_for(back, name)
-
-    async def gateway_kill(self, name: str) -> None:
-        url = self.stack.service_url(name) + "/readyz"
-        await self._killed_and_restarted(name, lambda: http_ok(url))
-
-    async def gateway_freeze(self, name: str) -> None:
-        pid = self.stack.pid(name)
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            await asyncio.sleep(self.rng.uniform(self.settings.freeze_min_seconds, self.settings.freeze_max_seconds))
-        finally:
-            os.kill(pid, signal.SIGCONT)
-
-    async def gateway_cut(self, name: str) -> None:
-        seconds = self.rng.uniform(self.settings.cut_min_seconds, self.settings.cut_max_seconds)
-        await asyncio.to_thread(self.stack.cut_redis, name, seconds)
-        await asyncio.sleep(seconds)
-
-    async def redis_restart(self, name: str) -> None:
-        await self._restart("redis", lambda: port_open(self.stack.ports.redis))
-
-    async def redis_kill(self, name: str) -> None:
-        await self._killed_and_restarted("redis", lambda: port_open(self.stack.ports.redis))
-
-    async def auth_restart(self, name: str) -> None:
-        url = self.stack.service_url("auth") + "/readyz"
-        await self._restart("auth", lambda: http_ok(url))
-
-    async def rooms_restart(self, name: str) -> None:
-        url = self.stack.service_url("rooms") + "/readyz"
-        await self._restart("rooms", lambda: http_ok(url))
-
-    async def _restart(self, name: str, ready) -> None:
-        """SIGTERM, then start; a start that fails is the supervisor's to retry, and the fault lasts until it is up."""
-        await asyncio.to_thread(self.stack.stop_child, name, signal.SIGTERM)
-        try:
-            await asyncio.to_thread(self.stack.start_child, name)
-        except StartupError as exc:
-            log.warning("%s did not start at once; the supervisor retries: %s", name, exc)
-            self.history.incidents.append(f"{name} did not start at once: {exc}")
-
-            def up() -> bool:
-                child = self.stack.children.get(name)
-                return child is not None and child.process.poll() is None and ready()
-
-            await self._wait_for(up, name)

@@ -5,11 +5,18 @@ Times are ``time.monotonic()`` seconds of the one soak process.
 
 from dataclasses import dataclass, field
 
+import orjson
+
 
 def parse_id(event_id: str) -> tuple[int, int]:
     """Stream ids order as the pair of integers ``(ms, seq)``, not as strings."""
     ms, _, seq = event_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+def decode_stream(entries: list) -> list[tuple[str, dict]]:
+    """A room's stream as XRANGE gives it, each entry's event (field ``e``, JSON) decoded: ``History.streams``."""
+    return [(event_id, orjson.loads(fields.get("e", "{}"))) for event_id, fields in entries]
 
 
 @dataclass

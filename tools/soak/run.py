@@ -1,4 +1,4 @@
-"""Start a dev stack of its own (free ports, a temporary folder), run members and faults, judge the history."""
+"""Bring up a target of its own (a dev stack or a compose project), run members and faults, judge the history."""
 
 import asyncio
 import logging
@@ -9,45 +9,22 @@ import uuid
 from pathlib import Path
 
 import httpx
-import orjson
-import redis.asyncio as aioredis
 
-from services.common.redis_schema import room_events_key
-from tools.devstack import Ports, Stack
+from tools.devstack import Stack
 from tools.soak.checker import Report, check
-from tools.soak.faults import Injector
+from tools.soak.compose import ComposeDeployment
+from tools.soak.dev import DevStackTarget, soak_stack
+from tools.soak.faults import Injector, Target
 from tools.soak.history import History, parse_id
 from tools.soak.member import Member, Phases
 from tools.soak.settings import SoakSettings
 
+__all__ = ["run", "soak", "soak_stack", "soak_target"]
+
 log = logging.getLogger("soak")
 
 PASSWORD = "soak: correct horse battery"
-# The soak's stack keeps the product's own timing (presence timeout, leave grace): the faults
-# are measured against what production promises. Only what would throttle the soak itself
-# changes, and rooms keep every event so the checker can read whole streams at the end.
-STACK_ENV = {
-    "SALA_REGISTRATIONS_PER_ADDRESS": "10000",
-    "SALA_LOGIN_ATTEMPTS_PER_ADDRESS": "10000",
-    "SALA_ROOMS_PER_USER": "1000",
-    "SALA_ACCESS_TOKEN_TTL_SECONDS": "86400",
-    "SALA_ROOM_HISTORY_MAX": "100000",
-    "SALA_LOG_LEVEL": "INFO",
-}
 SETUP_TIMEOUT_SECONDS = 120.0
-
-
-def soak_stack(folder: Path, gateways: int, extra_env: dict[str, str] | None = None) -> Stack:
-    """A supervised stack whose gateways reach Redis through proxies the injector can cut."""
-    return Stack(
-        data_dir=folder / "data",
-        ports=Ports.free(gateways),
-        log_dir=folder / "logs",
-        fast_storage=True,
-        extra_env={**STACK_ENV, **(extra_env or {})},
-        supervise=True,
-        redis_proxies=True,
-    )
 
 
 async def _accounts(edge: str, settings: SoakSettings) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -72,18 +49,6 @@ async def _accounts(edge: str, settings: SoakSettings) -> list[tuple[str, list[t
     return rooms
 
 
-async def _read_streams(redis_url: str, codes: list[str]) -> dict[str, list[tuple[str, dict]]]:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        streams = {}
-        for code in codes:
-            entries = await client.xrange(room_events_key(code))
-            streams[code] = [(event_id, orjson.loads(fields.get("e", "{}"))) for event_id, fields in entries]
-        return streams
-    finally:
-        await client.aclose()
-
-
 def _caught_up(members: list[Member], history: History) -> bool:
     """Every member holds no unacked message and has received every acked id of its room after its floor."""
     acked: dict[str, set[str]] = {}
@@ -102,12 +67,17 @@ def _caught_up(members: list[Member], history: History) -> bool:
 
 
 async def soak(stack: Stack, settings: SoakSettings) -> History:
-    """Run members and faults against a started stack; the history, with each room's stream at the end."""
+    """Run members and faults against a started dev stack of the soak (``soak_stack``)."""
+    return await soak_target(DevStackTarget(stack), settings)
+
+
+async def soak_target(target: Target, settings: SoakSettings) -> History:
+    """Run members and faults against a running target; the history, with each room's stream at the end."""
     rng = random.Random(settings.seed)
     history = History()
-    rooms = await asyncio.wait_for(_accounts(stack.edge_url, settings), SETUP_TIMEOUT_SECONDS)
+    rooms = await asyncio.wait_for(_accounts(target.edge_url, settings), SETUP_TIMEOUT_SECONDS)
     phases = Phases(asyncio.Event(), asyncio.Event())
-    ws_base = stack.edge_url.replace("http://", "ws://")
+    ws_base = target.edge_url.replace("http://", "ws://")
     members = [
         Member(name, token, code, ws_base, settings, history, phases, random.Random(rng.random()))
         for code, people in rooms
@@ -116,7 +86,7 @@ async def soak(stack: Stack, settings: SoakSettings) -> History:
     started = time.monotonic()
     hard_deadline = started + settings.seconds + settings.drain_seconds + 60
     tasks = [asyncio.create_task(member.run(hard_deadline)) for member in members]
-    injector = Injector(stack, settings, history, random.Random(rng.random()))
+    injector = Injector(target, settings, history, random.Random(rng.random()))
     try:
         await injector.run(started)
         await asyncio.sleep(max(0.0, started + settings.seconds - time.monotonic()))
@@ -125,7 +95,7 @@ async def soak(stack: Stack, settings: SoakSettings) -> History:
         drain_end = time.monotonic() + settings.drain_seconds
         while time.monotonic() < drain_end and not _caught_up(members, history):
             await asyncio.sleep(0.5)
-        history.streams = await _read_streams(stack.redis_url, [code for code, _ in rooms])
+        history.streams = await target.read_streams([code for code, _ in rooms])
         phases.leave.set()
         await asyncio.wait(tasks, timeout=30)
     finally:
@@ -133,18 +103,35 @@ async def soak(stack: Stack, settings: SoakSettings) -> History:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        history.incidents += target.incidents
     return history
 
 
 async def run(settings: SoakSettings, logs: Path | None = None) -> Report:
-    """The whole soak on a stack of its own, torn down at the end; its children's logs go to ``logs`` if given."""
+    """The whole soak on a target of its own, torn down at the end; its logs go to ``logs`` if given."""
     with tempfile.TemporaryDirectory(prefix="sala-soak-") as tmp:
-        stack = soak_stack(Path(tmp), settings.gateways)
-        if logs is not None:
-            stack.log_dir = logs
-        try:
-            await asyncio.to_thread(stack.start)
-            history = await soak(stack, settings)
-        finally:
-            await asyncio.to_thread(stack.stop)
+        if settings.target == "compose":
+            history = await _on_compose(Path(tmp), settings, logs)
+        else:
+            history = await _on_dev_stack(Path(tmp), settings, logs)
     return check(history, settings.fault_settle_seconds)
+
+
+async def _on_dev_stack(folder: Path, settings: SoakSettings, logs: Path | None) -> History:
+    stack = soak_stack(folder, settings.gateways)
+    if logs is not None:
+        stack.log_dir = logs
+    try:
+        await asyncio.to_thread(stack.start)
+        return await soak(stack, settings)
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+async def _on_compose(folder: Path, settings: SoakSettings, logs: Path | None) -> History:
+    deployment = ComposeDeployment(folder, settings.gateways, settings.ref)
+    try:
+        target = await asyncio.to_thread(deployment.up)
+        return await soak_target(target, settings)
+    finally:
+        await asyncio.to_thread(deployment.down, logs)

@@ -1,5 +1,7 @@
 """The soak's settings: ``SALA_SOAK_*`` variables, overridden by the command line."""
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -12,6 +14,23 @@ FAULT_KINDS = (
     "auth_restart",
     "rooms_restart",
 )
+TARGETS = ("dev", "compose")
+# Gateway replicas when none are asked for: the dev stack's two, and the three
+# replicas a compose deployment is soaked with.
+DEFAULT_GATEWAYS = {"dev": 2, "compose": 3}
+
+# The product settings the soak changes, on every target. It keeps the product's
+# own timing (presence timeout, leave grace): the faults are measured against
+# what production promises. Only what would throttle the soak itself changes,
+# and rooms keep every event so the checker can read whole streams at the end.
+PRODUCT_ENV = {
+    "SALA_REGISTRATIONS_PER_ADDRESS": "10000",
+    "SALA_LOGIN_ATTEMPTS_PER_ADDRESS": "10000",
+    "SALA_ROOMS_PER_USER": "1000",
+    "SALA_ACCESS_TOKEN_TTL_SECONDS": "86400",
+    "SALA_ROOM_HISTORY_MAX": "100000",
+    "SALA_LOG_LEVEL": "INFO",
+}
 
 
 class SoakSettings(BaseSettings):
@@ -19,10 +38,12 @@ class SoakSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SALA_SOAK_")
 
+    target: Literal["dev", "compose"] = "dev"  # a dev stack of its own, or docker-compose.yml under a project of its own
+    ref: str | None = Field(default=None, max_length=200)  # compose: build from this git ref, not the working tree
     seconds: float = Field(default=600, gt=0, le=24 * 3600)  # how long members send and faults are injected
     rooms: int = Field(default=6, ge=1, le=100)
     members: int = Field(default=5, ge=1, le=50)  # per room
-    gateways: int = Field(default=2, ge=2, le=8)
+    gateways: int = Field(default=2, ge=2, le=8)  # unless given: DEFAULT_GATEWAYS of the target
     message_interval_seconds: float = Field(default=2.0, gt=0.05, le=60)
     faults: int = Field(default=30, ge=0, le=10_000)
     kinds: tuple[str, ...] = FAULT_KINDS
@@ -48,4 +69,8 @@ class SoakSettings(BaseSettings):
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
         if self.freeze_min_seconds > self.freeze_max_seconds or self.cut_min_seconds > self.cut_max_seconds:
             raise ValueError("a minimum is above its maximum")
+        if "gateways" not in self.model_fields_set:
+            self.gateways = DEFAULT_GATEWAYS[self.target]
+        if self.ref is not None and self.target != "compose":
+            raise ValueError("a git ref is for the compose target (the dev stack runs the working tree)")
         return self
