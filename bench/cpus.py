@@ -36,6 +36,11 @@ class CpuPlan:
             return cls(None, None, niceness)
         return cls({available[0]}, set(available[1:]), niceness)
 
+    @property
+    def everything(self) -> set[int] | None:
+        """Every CPU of the plan: for a process that must not be confined to either side."""
+        return None if self.server is None else self.server | (self.load or set())
+
     def describe(self) -> str:
         if self.server is None:
             placement = "one CPU available: nothing pinned, server and load generator share it"

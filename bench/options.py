@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from bench.workloads.fanout import Shape
 
-WORKLOADS = ("idle", "redis", "login", "fanout", "saturation", "storm", "memprobe")
+WORKLOADS = ("idle", "redis", "login", "fanout", "saturation", "storm", "cluster", "memprobe")
 # memprobe runs a traced gateway (slow, for looking into): only when asked for, or with --full.
 DEFAULT_WORKLOADS = WORKLOADS[:-1]
 
@@ -35,6 +35,11 @@ class Options:
     storm_seconds: float = 20.0
     storm_give_up_seconds: float = 45.0
     memprobe_sockets: int = 1000
+    cluster_messages: int = 40000
+    cluster_subscribers: list[int] = field(default_factory=lambda: [1, 4])
+    cluster_rooms: int = 16
+    cluster_seconds: float = 8.0
+    cluster_loaders: int = 2
     memprobe_warm: int = 100
     processes: int = 0  # 0: two per load-generator CPU
     baseline: bool = True
@@ -59,6 +64,8 @@ QUICK = {
     "storm_rate": 0.2,
     "storm_before_seconds": 3.0,
     "storm_seconds": 10.0,
+    "cluster_messages": 10000,
+    "cluster_seconds": 4.0,
 }
 FULL = {
     "duration": 30.0,
@@ -71,6 +78,9 @@ FULL = {
     "login_seconds": 20.0,
     "redis_events": 50000,
     "redis_subscribers": [1, 4, 16, 64, 256],
+    "cluster_messages": 60000,
+    "cluster_subscribers": [1, 4, 16],
+    "cluster_seconds": 15.0,
     "profile": True,
     "workloads": list(WORKLOADS),
 }
@@ -87,8 +97,9 @@ def _counts(text: str) -> list[int]:
 def parse(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark Sala on this machine: fan-out, saturation, idle connections, login, Redis cost, "
-        "against a minimal baseline gateway. Prints a table and writes bench/results/<time>/report.json.",
+        description="Benchmark Sala on this machine: fan-out, saturation, idle connections, login, Redis cost "
+        "(one server and a Redis Cluster), against a minimal baseline gateway. Prints a table and writes "
+        "bench/results/<time>/report.json.",
     )
     preset = parser.add_mutually_exclusive_group()
     preset.add_argument("--quick", action="store_true", help="smaller sizes, about three minutes")
@@ -112,6 +123,15 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--storm-room-size", type=int, help="members per room in the reconnect storm (10)")
     parser.add_argument("--storm-rate", type=float, help="messages/s each member sends through the storm (0.1)")
     parser.add_argument("--storm-seconds", type=float, help="seconds the chat goes on after the kill (20)")
+    parser.add_argument(
+        "--cluster-messages", type=int, help="messages per point of Redis CPU, one server against a cluster (40000)"
+    )
+    parser.add_argument(
+        "--cluster-subscribers", type=_counts, help="stand-in gateways subscribed, one server against a cluster (1,4)"
+    )
+    parser.add_argument("--cluster-rooms", type=int, help="rooms per cluster primary (16)")
+    parser.add_argument("--cluster-seconds", type=float, help="seconds of each cluster throughput run (8)")
+    parser.add_argument("--cluster-loaders", type=int, help="load-generator processes of the cluster throughput (2)")
     parser.add_argument("--memprobe-sockets", type=int, help="idle sockets the traced gateway gets (1000)")
     parser.add_argument("--processes", type=int, help="load-generator processes (two per load CPU)")
     parser.add_argument(

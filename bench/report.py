@@ -214,6 +214,57 @@ def _redis(report: dict) -> list[str]:
     return [table("Redis CPU per event, pipelined (the server's own CPU time)", ["what", "µs/event"], rows)]
 
 
+def _cluster(report: dict) -> list[str]:
+    c = report["cluster"]
+    rows = [
+        [p["deployment"], p["publish"], p["subscribers"], p["batch"], p["redis_us_per_message"], p["primaries_us_per_message"],
+         p["replicas_us_per_message"], f"{p['deliveries_received']:,} / {p['deliveries_expected']:,}", p["errors"],
+         p["redis_runqueue_wait_seconds"]]
+        for p in c["cost"]
+    ]  # fmt: skip
+    title = (
+        f"Redis CPU per message, one server against a cluster (Sala's append script, {c['body_bytes']}-byte body, "
+        "in pipelined batches or one\nper round trip; every node's CPU summed, replicas included, idle background "
+        "taken off; Redis on the server CPU)"
+    )
+    headers = ["deployment", "publish", "gateways", "batch", "µs/msg", "primaries", "replicas", "delivered", "errors",
+               "runq wait s"]  # fmt: skip
+    parts = [table(title, headers, rows)]
+    rows = []
+    for t in c["throughput"]:
+        loaded = [n for n in t["nodes"] if n["loaded"]]
+        rows.append([
+            t["primaries_loaded"], t["placement"], t["messages_per_second"], t["redis_us_per_message"],
+            " ".join(_percent(n["cpu_utilization"]) for n in loaded),
+            " ".join(_cell(n["messages_per_cpu_second"]) for n in loaded),
+            _percent(t["loaders_cpu_utilization"]), _percent(t["subscribers_cpu_utilization"]), t["errors"],
+            t["redis_runqueue_wait_seconds"],
+        ])  # fmt: skip
+    title = (
+        "Cluster throughput, SPUBLISH (pinned: the loaded primary alone on the server CPU; unpinned: nodes and load\n"
+        "generator share every CPU, so on a small machine the figure is the machine's, CPU per message is what scales)"
+    )
+    headers = ["primaries", "placement", "messages/s", "Redis µs/msg", "primary CPU", "msgs per primary CPU-s",
+               "load-gen CPU", "stand-ins CPU", "errors", "runq wait s"]  # fmt: skip
+    parts.append(table(title, headers, rows))
+    shard = c.get("per_shard")
+    if shard:
+        rows = [
+            ["messages per primary CPU-second, pipelined (the per-shard ceiling)", shard["messages_per_cpu_second"]],
+            ["measured with the primary on its CPU / waiting for it",
+             f"{_percent(shard['cpu_utilization'])} / {_percent(shard['runqueue_wait_share'])}"],
+            ["messages per primary CPU-second, one message per round trip", shard["messages_per_cpu_second_unbatched"]],
+        ]  # fmt: skip
+        for users, counts in shard["shards_needed"].items():
+            rows.append([
+                f"primaries for {int(users):,} users at {shard['messages_per_user_per_second']:g} msg/s, "
+                f"each at {shard['planned_utilization']:.0%} (pipelined / one per round trip)",
+                " / ".join(_cell(count) for count in counts),
+            ])  # fmt: skip
+        parts.append(table("Per shard", ["what", "value"], rows))
+    return parts
+
+
 def _side_by_side(left: list[dict], right: list[dict]) -> list[list[str]]:
     blank = {"what": "", "share": None}
     rows = []
@@ -249,6 +300,7 @@ SECTIONS = [
     ("memprobe", _memprobe),
     ("login", _login),
     ("redis", _redis),
+    ("cluster", _cluster),
     ("profiles", _profiles),
 ]
 

@@ -1,7 +1,8 @@
 """Runs the selected workloads against a fresh stack and collects one result document.
 
-Order matters: idle connections first, on gateways that have not grown their
-heap yet (so RSS per connection is not hidden by reused memory): Sala's and
+Order matters: the cluster workload first, on Redis deployments of its own,
+before the stack starts (a run of that workload alone starts no stack); then
+idle connections, on gateways that have not grown their heap yet (so RSS per connection is not hidden by reused memory): Sala's and
 each yardstick's, then the short Redis and login measurements, then fan-out
 and saturation for Sala and for the yardsticks, and the reconnect storm last
 (it adds two gateways to the stack and kills one). Each fan-out shape is
@@ -24,6 +25,7 @@ from bench.options import Options
 from bench.profiling import profile
 from bench.progress import Progress
 from bench.swarm import Swarm
+from bench.workloads.cluster import cluster
 from bench.workloads.fanout import Shape, connect, fanout
 from bench.workloads.idle import idle
 from bench.workloads.login import login
@@ -175,6 +177,21 @@ def run(options: Options) -> tuple[dict, Path]:
         "saturation": [],
         "profiles": [],
     }
+    if "cluster" in options.workloads:
+        # Redis deployments of its own, measured before the stack starts, so that nothing else runs meanwhile.
+        report["cluster"] = cluster(
+            cpus,
+            out_dir / "logs",
+            options.cluster_messages,
+            options.cluster_subscribers,
+            options.cluster_rooms,
+            options.cluster_seconds,
+            options.cluster_loaders,
+        )
+    if not set(options.workloads) - {"cluster"}:
+        report["machine"]["load_generator_processes"] = 0
+        report["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
+        return report, out_dir
     systems = Systems(cpus, out_dir / "logs")
     starting = Progress("starting the stack")
     systems.start()

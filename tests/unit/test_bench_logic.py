@@ -1,6 +1,6 @@
 """The bench's own logic: the picows yardstick's RESP reader and framing, the web client's backoff as
 the load generator replays it, where the reconnect storm puts rooms, Sala-over-yardstick ratios, and
-the memory probe's attribution."""
+the memory probe's attribution, and the cluster workload's RESP counting, room placement and arithmetic."""
 
 import random
 import tracemalloc
@@ -15,7 +15,13 @@ pytest.importorskip("picows")
 
 from bench.loadgen import BACKOFF_ATTEMPTS, MemberSpec, backoff_delay
 from bench.picows_gateway import command, encode_text_frame, parse_resp
+from bench.redisdrive import AppendCommands, Lane, _links, split
+from bench.redisnodes import Deployment, Node, slot_owners
+from bench.report import render
+from bench.resp import ReplyCounter
+from bench.resp import command as resp_command
 from bench.runner import ratios
+from bench.workloads.cluster import balanced_codes, lanes, marginal_us_per_message, per_shard, shards_needed
 from bench.workloads.memprobe import attribute, package, short
 from bench.workloads.storm import Sampler, latency_window, place
 from tools.devstack import ROOT
@@ -153,3 +159,119 @@ def test_bystander_latency_counts_only_deliveries_received_within_the_window() -
     assert window["deliveries"] == 1
     assert window["p99"] == 7.0
     assert latency_window(samples, 0, 50)["deliveries"] == 0
+
+
+# The cluster workload.
+
+REPLIES = b"*2\r\n$15\r\n1700000000000-0\r\n:0\r\n" + b"-ERR no such script\r\n" + b"$-1\r\n" + b":1\r\n"
+
+
+@pytest.mark.parametrize("cut", range(len(REPLIES) + 1))
+def test_replies_are_counted_whole_however_the_stream_is_cut(cut: int) -> None:
+    counter = ReplyCounter()
+    first = counter.feed(REPLIES[:cut])
+    second = counter.feed(REPLIES[cut:])
+    assert (first + second, counter.replies) == (4, 4)
+    assert (counter.errors, counter.first_error) == (1, "ERR no such script")
+
+
+def test_a_reply_is_not_counted_before_its_last_element_arrives() -> None:
+    counter = ReplyCounter()
+    assert counter.feed(b"*2\r\n$3\r\nabc\r\n") == 0
+    assert counter.feed(b":0\r\n") == 1
+
+
+def test_append_commands_are_whole_commands_each_with_a_ref_of_its_own_round_robin_over_rooms() -> None:
+    commands = AppendCommands("f" * 40, ("A", "B"), b'{"type":"message"}', "me")
+    first, second = commands.batch(3), commands.batch(2)
+    assert ReplyCounter().feed(first + second) == 5  # a command is a RESP array too
+    expected = resp_command("EVALSHA", "f" * 40, 1, "sala:room:{A}", 1000, '{"type":"message"}', "me 0", 1000)
+    assert first.startswith(expected)
+    assert (first + second).count(b"sala:room:{A}") == 3
+    refs = [f"me {number}".encode() for number in range(5)]
+    assert all((first + second).count(b"\r\n" + ref + b"\r\n") == 1 for ref in refs)
+
+
+def test_a_total_is_split_into_near_equal_shares() -> None:
+    assert split(10, 3) == [4, 3, 3]
+    assert sum(split(30001, 3)) == 30001
+
+
+def test_slot_owners_read_the_primary_of_each_range_from_cluster_slots() -> None:
+    reply = [
+        [0, 5460, [b"127.0.0.1", 7000, b"id0"], [b"127.0.0.1", 7003, b"id3"]],
+        [5461, 16383, [b"127.0.0.1", 7001, b"id1"]],
+    ]
+    owners = slot_owners(reply)
+    assert (owners[0], owners[5460], owners[5461], owners[16383]) == (7000, 7000, 7001, 7001)
+
+
+def _cluster() -> Deployment:
+    nodes = [Node(7000, 1, True), Node(7001, 2, True), Node(7002, 3, True), Node(7003, 4, False)]
+    return Deployment("cluster", nodes, lambda code: 7000 + sum(map(ord, code)) % 3, [])
+
+
+def test_rooms_are_chosen_so_that_every_primary_owns_as_many_and_each_lane_drives_its_own() -> None:
+    deployment = _cluster()
+    codes = balanced_codes(deployment.owner, [7000, 7001, 7002], 4)
+    assert Counter(deployment.owner(code) for code in codes) == {7000: 4, 7001: 4, 7002: 4}
+    driven = lanes(deployment, codes)
+    assert [lane.port for lane in driven] == [7000, 7001, 7002]
+    assert all(deployment.owner(code) == lane.port for lane in driven for code in lane.codes)
+    assert lanes(deployment, codes, deployment.primaries[:1]) == [driven[0]]
+    assert isinstance(driven[0], Lane)
+
+
+def test_sharded_stand_ins_read_every_primary_and_classic_ones_one_node_each() -> None:
+    deployment = _cluster()
+    codes = balanced_codes(deployment.owner, [7000, 7001, 7002], 2)
+    sharded = _links(deployment, codes, 0, sharded=True)
+    assert [(port, verb, len(owned)) for port, verb, owned in sharded] == [
+        (7000, "SSUBSCRIBE", 2), (7001, "SSUBSCRIBE", 2), (7002, "SSUBSCRIBE", 2)
+    ]  # fmt: skip
+    classic = [_links(deployment, codes, index, sharded=False) for index in range(4)]
+    assert [links[0][0] for links in classic] == [7000, 7001, 7002, 7003]
+    assert all(links[0][2] == codes for links in classic)
+    single = Deployment("single+replica", [Node(6379, 1, True), Node(6380, 2, False)], lambda code: 6379, [])
+    assert {_links(single, codes, index, sharded=False)[0][0] for index in range(4)} == {6379}
+
+
+def test_cpu_per_message_takes_the_idle_background_off_and_never_goes_negative() -> None:
+    assert marginal_us_per_message(0.5, 0.1, 2.0, 10_000) == pytest.approx(30.0)
+    assert marginal_us_per_message(0.1, 0.1, 2.0, 10_000) == 0.0
+    assert marginal_us_per_message(0.1, 0.0, 1.0, 0) == 0.0
+
+
+def test_shards_follow_the_capacity_load_model_at_half_a_core() -> None:
+    assert shards_needed(1_000_000, 100_000) == 1  # 50,000 messages/s, 50,000 per shard
+    assert shards_needed(1_000_000, 99_999) == 2
+    assert shards_needed(10_000_000, 40_000) == 25
+
+
+def _throughput(loaded: int, per_cpu_second: int, utilization: float) -> dict:
+    nodes = [{"port": 7000 + i, "primary": True, "loaded": i < loaded, "cpu_utilization": utilization,
+              "runqueue_wait_seconds": 0.5, "messages_per_second": 1000,
+              "messages_per_cpu_second": per_cpu_second if i < loaded else None}
+             for i in range(3)]  # fmt: skip
+    return {"primaries_loaded": loaded, "placement": "pinned", "messages_per_second": 1000 * loaded, "wall_seconds": 5.0,
+            "redis_us_per_message": 10.0, "loaders_cpu_utilization": 0.5, "subscribers_cpu_utilization": 0.1,
+            "errors": 0, "redis_runqueue_wait_seconds": 0.1, "nodes": nodes}  # fmt: skip
+
+
+def test_the_per_shard_ceiling_comes_from_the_run_with_one_primary_loaded_and_is_reported() -> None:
+    cost = {"deployment": "cluster", "publish": "SPUBLISH", "subscribers": 4, "batch": 1, "redis_us_per_message": 60.0,
+            "primaries_us_per_message": 40.0, "replicas_us_per_message": 20.0, "deliveries_received": 40,
+            "deliveries_expected": 40, "errors": 0, "redis_runqueue_wait_seconds": 0.0}  # fmt: skip
+    shard = per_shard([_throughput(3, 30_000, 0.5), _throughput(1, 60_000, 0.9)], [cost])
+    assert (shard["messages_per_cpu_second"], shard["cpu_utilization"], shard["runqueue_wait_share"]) == (60_000, 0.9, 0.1)
+    assert shard["messages_per_cpu_second_unbatched"] == 25_000
+    # 50,000 and 500,000 messages/s; 30,000 and 12,500 per primary at half its core.
+    assert shard["shards_needed"] == {"1000000": [2, 4], "10000000": [17, 40]}
+    report = {"commit": "abc", "work_tree_clean": True, "preset": "default",
+              "machine": {"cpus": 2, "cpu_model": "x", "python": "3.11", "placement": "p",
+                          "load_generator_processes": 0, "loadavg_at_start": ["0", "0", "0"]},
+              "cluster": {"body_bytes": 189, "cost": [cost], "throughput": [_throughput(1, 60_000, 0.9)],
+                          "per_shard": shard}}  # fmt: skip
+    text = render(report)
+    assert "60,000" in text and "SPUBLISH" in text and "2 / 4" in text
+    assert per_shard([_throughput(3, 30_000, 0.5)], [cost]) is None
