@@ -215,12 +215,27 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
-# KEYS[1] room hash. ARGV: conn id, user id, username, ts, maxlen, gateway id.
-# Registers a socket (the gateway has put the room in its rooms set first). A
-# user who was not present emits "join"; one back within the grace emits
-# nothing. Returns false if the room is not live, else
-# {join event id or '', members JSON, room name}.
+# KEYS[1] room hash. ARGV: conn id, user id, username, ts, maxlen, gateway id,
+# and optionally the history the socket starts with, read in the same round
+# trip: ARGV[7] how many of the latest events, ARGV[8] an event id to read
+# every retained event after instead. Registers a socket (the gateway has put
+# the room in its rooms set first). A user who was not present emits "join";
+# one back within the grace emits nothing. Returns false if the room is not
+# live, else {join event id or '', members JSON, room name}, followed with a
+# history by its events (XREVRANGE's, newest first; after an id, XRANGE's)
+# and, after an id, the stream's {length, entries added, first entry id or
+# last generated id} (false without a stream), which tell whether trimming
+# removed events after it.
 JOIN = _ROOM_LIB + """
+local function stream_state(events)
+  if redis.call('EXISTS', events) == 0 then return false end
+  local info = redis.call('XINFO', 'STREAM', events)
+  local fields = {}
+  for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+  local first = fields['first-entry']
+  return {fields['length'], fields['entries-added'], first and first[1] or fields['last-generated-id']}
+end
+
 local room, conn, user = KEYS[1], ARGV[1], ARGV[2]
 if redis.call('EXISTS', room) == 0 then return false end
 redis.call('PERSIST', room)
@@ -232,7 +247,19 @@ if redis.call('HINCRBY', room .. ':users', user, 1) == 1 then
     event_id = presence_event('join', room, ARGV[3], ARGV[4], ARGV[5])
   end
 end
-return {event_id, members_json(room), redis.call('HGET', room, 'name') or ''}
+local joined = {event_id, members_json(room), redis.call('HGET', room, 'name') or ''}
+if ARGV[7] then
+  local events = room .. ':events'
+  if ARGV[8] then
+    -- Nothing follows the greatest id, which has no exclusive range.
+    local after = redis.pcall('XRANGE', events, '(' .. ARGV[8], '+')
+    joined[4] = after.err and {} or after
+    joined[5] = stream_state(events)
+  else
+    joined[4] = redis.call('XREVRANGE', events, '+', '-', 'COUNT', ARGV[7])
+  end
+end
+return joined
 """
 
 # KEYS[1] room hash. ARGV: conn id, ts, maxlen, grace ms (0: an explicit

@@ -21,7 +21,6 @@ from redis.exceptions import RedisError
 from services.common.clock import utc_now_iso
 from services.common.redis_schema import room_key
 from services.common.tokens import Principal
-from services.gateway import timeline
 from services.gateway.admission import Seat
 from services.gateway.closes import Close, ErrorCode
 from services.gateway.context import GatewayContext
@@ -237,7 +236,9 @@ class ClientConnection:
             await self._close_quietly(Close.TRY_AGAIN, "the bus is unavailable; reconnect")
             return True
         try:
-            joined = await context.presence.join(self.code, self.conn_id, self.principal)
+            joined = await context.presence.join(
+                self.code, self.conn_id, self.principal, self.since, context.settings.history_on_join
+            )
         except RedisError as failure:
             log.warning("Redis failed during a join", extra={"error": str(failure)})
             hub.detach(self)
@@ -253,8 +254,7 @@ class ClientConnection:
         return room, joined
 
     async def _welcome(self, room: LocalRoom, joined: Joined) -> None:
-        context = self._context
-        history = await timeline.history(context.redis, self.code, self.since, context.settings.history_on_join)
+        history = joined.history
         if history.last_id is not None:
             self.last_id = history.last_id
             room.seen(history.last_id)
@@ -262,7 +262,7 @@ class ClientConnection:
             "type": "welcome",
             "room": {"code": self.code, "name": joined.name},
             "you": self.principal.username,
-            "members": joined.members,
+            "members": orjson.Fragment(joined.members_json),
             "history": [orjson.Fragment(frame) for frame in history.frames],
         }
         if self.since is not None:

@@ -10,13 +10,13 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-import orjson
 from redis.asyncio import Redis
 
 from services.common.clock import utc_now_iso
 from services.common.reaper import index_grace
 from services.common.redis_schema import GATEWAYS, Scripts, gateway_rooms_key, room_key
 from services.common.tokens import Principal
+from services.gateway.timeline import EventId, History, joined_history
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Joined:
     event_id: str
-    members: list[str]
+    # The present users' names as a JSON array, ready to go in the welcome as is.
+    members_json: str
     name: str | None
+    history: History
 
 
 class Presence:
@@ -41,22 +43,30 @@ class Presence:
         # (code, conn id, explicit) of leaves Redis could not take yet, oldest first.
         self.unrecorded: deque[tuple[str, str, bool]] = deque()
 
-    async def join(self, code: str, conn_id: str, principal: Principal) -> Joined | None:
-        """Register a socket; None if the room is not live.
+    async def join(
+        self, code: str, conn_id: str, principal: Principal, since: EventId | None, latest: int
+    ) -> Joined | None:
+        """Register a socket and read the history it starts with (the ``latest`` events, or those after
+        ``since``) in the same round trip; None if the room is not live.
 
         The room goes in the gateway's rooms set first, so that if this
         gateway dies the reaper finds every socket it registered.
         """
         gateway_id = self.gateway_id
         await self._redis.sadd(gateway_rooms_key(gateway_id), code)
-        result = await self._scripts.join(
-            keys=[room_key(code)],
-            args=[conn_id, principal.user_id, principal.username, utc_now_iso(), self._history_max, gateway_id],
-        )
+        args = [conn_id, principal.user_id, principal.username, utc_now_iso(), self._history_max, gateway_id, latest]
+        if since is not None:
+            args.append(f"{since[0]}-{since[1]}")
+        result = await self._scripts.join(keys=[room_key(code)], args=args)
         if result is None:
             return None
-        event_id, members, name = result
-        return Joined(event_id=event_id, members=orjson.loads(members), name=name or None)
+        event_id, members_json, name, entries, *stream = result
+        return Joined(
+            event_id=event_id,
+            members_json=members_json,
+            name=name or None,
+            history=joined_history(entries, since, stream[0] if stream else None),
+        )
 
     async def leave(self, code: str, conn_id: str, explicit: bool) -> str:
         """Unregister a socket: its user leaves now if ``explicit``, else after the grace if it was their last."""

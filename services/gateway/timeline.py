@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from services.common.redis_schema import event_frame, parse_event_id, room_events_key
 
@@ -17,37 +16,36 @@ class History:
     truncated: bool
 
 
-def _frames(entries: list[tuple[str, dict[str, str]]]) -> list[str]:
-    return [event_frame(event_id, fields["e"]) for event_id, fields in entries]
+def _body(fields: list[str]) -> str:
+    """The event JSON of a stream entry's fields as a script returns them (``["e", body]``)."""
+    for index in range(0, len(fields), 2):
+        if fields[index] == "e":
+            return fields[index + 1]
+    raise ValueError("a stream entry without its event")
 
 
-async def history(redis: Redis, code: str, since: EventId | None, latest: int) -> History:
-    """The latest events, or every retained event after ``since`` (flagging any that were trimmed)."""
-    key = room_events_key(code)
+def joined_history(entries: list, since: EventId | None, stream: list | None) -> History:
+    """The history the join script read with the join: the latest events (it gives them newest first),
+    or every retained event after ``since``, flagging any that trimming removed.
+    """
     if since is None:
-        entries = list(reversed(await redis.xrevrange(key, count=latest)))
-        truncated = False
-    else:
-        entries = await redis.xrange(key, min=f"({since[0]}-{since[1]}")
-        truncated = await _trimmed_after(redis, key, since)
+        entries.reverse()
+    frames = [event_frame(event_id, _body(fields)) for event_id, fields in entries]
     last_id = parse_event_id(entries[-1][0]) if entries else None
-    return History(frames=_frames(entries), last_id=last_id, truncated=truncated)
+    return History(frames=frames, last_id=last_id, truncated=since is not None and _trimmed_after(since, stream))
 
 
-async def _trimmed_after(redis: Redis, key: str, since: EventId) -> bool:
-    """Whether trimming may have removed events after ``since``.
+def _trimmed_after(since: EventId, stream: list | None) -> bool:
+    """Whether trimming may have removed events after ``since``, from the stream's
+    ``[length, entries added, first entry id or last generated id]`` (None: no stream).
 
     Trimming removes the oldest events, so that happened if the stream ever
     dropped an entry and ``since`` is older than the oldest one it kept.
     """
-    try:
-        info = await redis.xinfo_stream(key)
-    except ResponseError:
+    if not stream:
         return False
-    if int(info["entries-added"]) <= int(info["length"]):
-        return False
-    first = info["first-entry"][0] if info.get("first-entry") else info["last-generated-id"]
-    return since < parse_event_id(first)
+    length, added, first = stream
+    return int(added) > int(length) and since < parse_event_id(first)
 
 
 async def events_after(redis: Redis, code: str, after: EventId) -> list[tuple[EventId, str]]:

@@ -25,7 +25,7 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.presence import Joined
 from services.gateway.protocol import WRITE_FRAME_EXTENSION
 from services.gateway.settings import GatewaySettings
-from services.gateway.timeline import EventId
+from services.gateway.timeline import EventId, History
 
 
 async def until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
@@ -177,15 +177,23 @@ class FakeHub:
 
 
 class FakePresence:
-    """Presence that admits every join to a live room and records each leave with its ``explicit`` flag."""
+    """Presence that admits every join to a live room, with ``history``, and records each leave with its
+    ``explicit`` flag.
+    """
+
+    history = History(frames=[], last_id=None, truncated=False)
 
     def __init__(self, live: bool = True) -> None:
         self.live = live
         self.leaves: list[tuple[str, str, bool]] = []
         self.unrecorded: list[tuple[str, str, bool]] = []
 
-    async def join(self, code: str, conn_id: str, principal: Principal) -> Joined | None:
-        return Joined(event_id="1-0", members=[principal.username], name="Room") if self.live else None
+    async def join(
+        self, code: str, conn_id: str, principal: Principal, since: EventId | None, latest: int
+    ) -> Joined | None:
+        if not self.live:
+            return None
+        return Joined(event_id="1-0", members_json=f'["{principal.username}"]', name="Room", history=self.history)
 
     async def leave(self, code: str, conn_id: str, explicit: bool) -> str:
         self.leaves.append((code, conn_id, explicit))

@@ -5,7 +5,6 @@ import asyncio
 import orjson
 import pytest
 
-from services.gateway import timeline
 from services.gateway.closes import Close
 from services.gateway.frames import PONG_FRAME
 from services.gateway.protocol import encode_text_frame
@@ -420,13 +419,9 @@ async def test_a_message_to_a_room_that_closed_closes_4404():
 
 @pytest.fixture
 def history(monkeypatch):
-    """The room's history as ``timeline.history`` reads it."""
+    """The room's history as the join script reads it."""
     frames = [event(4)[1], event(5)[1]]
-
-    async def read(redis, code, since, latest):
-        return History(frames=frames, last_id=(5, 0), truncated=False)
-
-    monkeypatch.setattr(timeline, "history", read)
+    monkeypatch.setattr(FakePresence, "history", History(frames=frames, last_id=(5, 0), truncated=False))
     return frames
 
 
@@ -445,7 +440,7 @@ async def test_the_welcome_comes_first_and_live_events_after_it_once(history):
     try:
         await until(lambda: conn._write_frame is not None)
         welcome = orjson.loads(websocket.sent[0])
-        assert welcome["type"] == "welcome" and welcome["you"] == "ana"
+        assert welcome["type"] == "welcome" and welcome["you"] == "ana" and welcome["members"] == ["ana"]
         assert [item["id"] for item in welcome["history"]] == ["4-0", "5-0"]
         room = hub.rooms["ROOM"]
         assert room.last_id == (5, 0) and conn.last_id == (5, 0)
