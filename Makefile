@@ -82,7 +82,7 @@ e2e: install browser
 soak: install
 	$(BIN)/python -m tools.soak $(if $(TARGET),--target $(TARGET)) $(ARGS)
 
-## Fan-out, saturation, idle memory, connect and login benchmarks against two yardsticks, and a reconnect storm (ARGS="--quick" for a short run).
+## Fan-out, saturation, idle memory, connect and login benchmarks against two yardsticks, a reconnect storm, and Redis CPU per message on one server and on a cluster (ARGS="--quick" for a short run, ARGS="--workload cluster" for the Redis part alone).
 bench: install
 	$(BIN)/python -m bench $(ARGS)
 
