@@ -400,6 +400,9 @@ class Stack:
             "--cluster-enabled", "yes",
             "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+            # A replica takes over however long it was cut from its primary: on a busy dev machine the
+            # default (10 node timeouts) can leave a dead primary's slots unserved.
+            "--cluster-replica-validity-factor", "0",
         ]  # fmt: skip
         name = f"redis-node{index}"
         child = self._spawn(name, argv)

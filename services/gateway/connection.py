@@ -453,7 +453,10 @@ class ClientConnection:
         presence = self._context.presence
         try:
             await presence.leave(self.code, self.conn_id, self._explicit_leave)
-        except RedisError as exc:
-            # Not lost: the heartbeat loop records it once Redis answers again.
-            log.warning("leave not recorded yet; retried", extra={"conn": self.conn_id, "error": str(exc)})
+        except (RedisError, asyncio.CancelledError) as exc:
+            # Not lost: the heartbeat loop records it once Redis answers again. A cancellation (the server
+            # shutting down, or one the client library let escape while connecting) still ends this task.
+            log.warning("leave not recorded yet; retried", extra={"conn": self.conn_id, "error": repr(exc)})
             presence.unrecorded.append((self.code, self.conn_id, self._explicit_leave))
+            if isinstance(exc, asyncio.CancelledError):
+                raise

@@ -188,6 +188,12 @@ class _Link:
                 await self._connect_and_listen()
             except (RedisError, OSError, DeafSubscription) as exc:
                 log.warning("pub/sub connection lost; reconnecting", extra={"error": str(exc), "link": self.name})
+            except asyncio.CancelledError:
+                if self.stopping:
+                    raise
+                # Only stop() ends a link: this is a read or connect timeout the client library let escape as a
+                # cancellation, and a link that died of it would leave the gateway deaf for good.
+                log.warning("pub/sub read cancelled by the client library; reconnecting", extra={"link": self.name})
             except Exception:
                 # The reader must outlive any bug: reconnecting recovers what was missed from the streams.
                 log.exception("pub/sub reader failed; reconnecting")

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -41,7 +42,9 @@ async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 def redis_of(stack: Stack) -> aioredis.Redis | aioredis.RedisCluster:
     """A client of the stack's Redis: the server, or (SALA_TEST_REDIS=cluster) the whole cluster."""
     if stack.redis_cluster:
-        return aioredis.RedisCluster.from_url(stack.redis_url.split(",")[0], decode_responses=True)
+        # Every node a seed: a test may have killed any one of them.
+        seeds = [ClusterNode("127.0.0.1", port) for port in stack.ports.redis_nodes]
+        return aioredis.RedisCluster(startup_nodes=seeds, decode_responses=True)
     return aioredis.Redis.from_url(stack.redis_url, decode_responses=True)
 
 

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from services.common.redis_schema import GATEWAYS, parse_event_id, room_events_key, room_key
 from tests.conftest import GATEWAYS as GATEWAY_COUNT
 from tests.conftest import TEST_SETTINGS
-from tests.integration.conftest import Socket, User, ws_url
+from tests.integration.conftest import Socket, User, redis_of, ws_url
 from tools import redis_cluster
 from tools.devstack import Ports, Stack
 from tools.tcpproxy import ProxyGroup
@@ -165,7 +164,7 @@ async def _chat_through(stack: Stack, new_user, code: str, alice: User, fault, c
     assert acked == sorted(acked, key=parse_event_id), "acks in id order"
     for listener in listeners:
         assert listener.received == acked, "every acked message once, in order"
-    client = aioredis.RedisCluster(host="127.0.0.1", port=stack.ports.redis_nodes[0], decode_responses=True)
+    client = redis_of(stack)
     try:
         stored = [fields["e"] for _, fields in await client.xrange(room_events_key(code))]
     finally:
@@ -198,11 +197,13 @@ async def test_a_killed_primary_fails_over_under_chat_and_loses_no_acked_message
         await asyncio.sleep(1.0)
         name = f"redis-node{ports.index(primary)}"
         killed_at = time.monotonic()
-        # Killed and kept down (out of supervision) until its replica has taken over; then it comes back as one.
+        # Killed and kept down until its replica has taken over; then it comes back, as a replica.
         await asyncio.to_thread(stack.stop_child, name, signal.SIGKILL)
-        await asyncio.to_thread(redis_cluster.wait_for_new_owner, ports, slot, primary)
-        recovered["seconds"] = time.monotonic() - killed_at
-        await asyncio.to_thread(stack.start_child, name)
+        try:
+            await asyncio.to_thread(redis_cluster.wait_for_new_owner, ports, slot, primary, 60.0)
+            recovered["seconds"] = time.monotonic() - killed_at
+        finally:
+            await asyncio.to_thread(stack.start_child, name)
 
     outcome = await _chat_through(stack, new_user, code, alice, kill_the_rooms_primary)
     print(f"\nfailover: a replica served the room's slot {recovered['seconds']:.1f} s after the kill; {outcome}")

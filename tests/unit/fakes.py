@@ -409,7 +409,7 @@ class FakePubSub:
         # A sharded subscription to a channel for which this answers true is refused with MOVED.
         self.refuse: Callable[[str], bool] | None = None
         self.closed = False
-        self._inbox: asyncio.Queue[dict | Exception] = asyncio.Queue()
+        self._inbox: asyncio.Queue[dict | BaseException] = asyncio.Queue()
 
     async def subscribe(self, *channels: str) -> None:
         self.subscribes.append(channels)
@@ -458,7 +458,7 @@ class FakePubSub:
         self.channels.discard(channel)
         self._inbox.put_nowait({"type": "sunsubscribe", "channel": channel, "data": 0})
 
-    def fail(self, error: Exception) -> None:
+    def fail(self, error: BaseException) -> None:
         self._inbox.put_nowait(error)
 
     def wake(self) -> None:
@@ -471,7 +471,7 @@ class FakePubSub:
                 item = await self._inbox.get()
         except TimeoutError:
             return None
-        if isinstance(item, Exception):
+        if isinstance(item, BaseException):
             raise item
         return item
 

@@ -544,3 +544,18 @@ async def test_the_seat_is_free_before_the_close_frame_goes_out(history):
     assert counts_at_close == [0]
     conn._seat.release()
     assert admission._users[conn.principal.user_id].sockets == 0, "a seat is given back once"
+
+
+async def test_a_leave_cancelled_midway_is_queued_for_the_heartbeat_loop(history):
+    """A leave cut short (shutdown, or a cancellation the client library let out) must not leave a member present."""
+    presence = FakePresence()
+
+    async def cancelled_leave(code: str, conn_id: str, explicit: bool) -> str:
+        raise asyncio.CancelledError
+
+    presence.leave = cancelled_leave
+    conn, websocket, _, _, _, task = await start(presence=presence)
+    websocket.incoming.put_nowait({"type": "websocket.disconnect", "code": 1006})
+    with pytest.raises(asyncio.CancelledError):
+        await finished(task)
+    assert presence.unrecorded == [("ROOM", conn.conn_id, False)]

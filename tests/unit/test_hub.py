@@ -443,3 +443,20 @@ async def test_only_the_rooms_of_a_lost_shard_are_closed_as_cut_off(missed):
         assert the_hub.bus_lost_for("BBBB") >= 30 and the_hub.bus_lost_for("AAAA") == 0
     finally:
         await the_hub.stop()
+
+
+async def test_a_cancellation_escaping_the_client_library_does_not_end_the_link(missed):
+    """Only stop() ends a link: a bare CancelledError from a read reconnects, and the gap is recovered."""
+    stream, _ = missed
+    client = FakePubSubClient()
+    the_hub, member = await _running_hub(client)
+    try:
+        stream.append(event(1))
+        client.sessions[0].publish(CHANNEL, event(1)[1])
+        await until(lambda: member.ids == [(1, 0)])
+        stream.append(event(2))
+        client.sessions[0].fail(asyncio.CancelledError())
+        await until(lambda: len(client.sessions) == 2 and the_hub.is_connected())
+        await until(lambda: member.ids == [(1, 0), (2, 0)])
+    finally:
+        await the_hub.stop()
