@@ -10,16 +10,12 @@ as a task group would.
 """
 
 import asyncio
-import itertools
 import logging
-import os
-import secrets
+import uuid
 from collections.abc import Callable
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import RedisError
 
 from services.common.clock import utc_now_iso
@@ -38,10 +34,6 @@ from services.gateway.timeline import EventId
 
 log = logging.getLogger(__name__)
 
-# Connection ids are unique among every gateway's sockets: a random prefix, the process, then a count
-# (cheaper than a UUID each).
-CONN_ID_PREFIX = secrets.token_hex(6)
-_conn_numbers = itertools.count(1)
 # How long a new socket waits for its room's subscription (Redis may be restarting).
 SUBSCRIBE_TIMEOUT_SECONDS = 10
 # How long a close may wait for a peer that has stopped reading before the connection is dropped instead.
@@ -94,7 +86,6 @@ class ClientConnection:
         "_cut_off",
         "_receiver",
         "_ending",
-        "_indexed_as",
     )
 
     def __init__(
@@ -113,7 +104,7 @@ class ClientConnection:
         self.username = principal.username
         self.code = code
         self.since = since
-        self.conn_id = f"{CONN_ID_PREFIX}{os.getpid():x}.{next(_conn_numbers):x}"
+        self.conn_id = uuid.uuid4().hex
         self.last_id: EventId = (0, 0)
         self._context = context
         self._queue: Mailbox[tuple[EventId | None, str] | _Close] = Mailbox()
@@ -139,8 +130,6 @@ class ClientConnection:
         self._receiver: asyncio.Task[None] | None = None
         # What ended the sender, for the receiver to raise.
         self._ending: BaseException | None = None
-        # The gateway id the room was put in the rooms index under, if ``index_room`` did it.
-        self._indexed_as: str | None = None
 
     @property
     def queued(self) -> int:
@@ -202,10 +191,6 @@ class ClientConnection:
 
     # The socket's life.
 
-    def index_room(self, pipe: Pipeline | ClusterPipeline) -> None:
-        """Put the room in this gateway's rooms index on the caller's pipeline, ahead of the join."""
-        self._indexed_as = self._context.presence.index(pipe, self.code)
-
     def release_seat(self) -> None:
         """Give the socket's place in its user's and address's counts back (once; again is harmless)."""
         self._seat.release()
@@ -252,12 +237,7 @@ class ClientConnection:
             return True
         try:
             joined = await context.presence.join(
-                self.code,
-                self.conn_id,
-                self.principal,
-                self.since,
-                context.settings.history_on_join,
-                self._indexed_as,
+                self.code, self.conn_id, self.principal, self.since, context.settings.history_on_join
             )
         except RedisError as failure:
             log.warning("Redis failed during a join", extra={"error": str(failure)})
@@ -283,16 +263,12 @@ class ClientConnection:
             "room": {"code": self.code, "name": joined.name},
             "you": self.principal.username,
             "members": orjson.Fragment(joined.members_json),
-            "history": orjson.Fragment(history.frames_json),
+            "history": [orjson.Fragment(frame) for frame in history.frames],
         }
         if self.since is not None:
             welcome["truncated"] = history.truncated
-        encoded = orjson.dumps(welcome)
-        write_frame = (self.websocket.scope.get("extensions") or {}).get(WRITE_FRAME_EXTENSION)
-        # Straight to the transport when it can take it (it nearly always can), else the ASGI way, which waits.
-        if write_frame is None or not write_frame(encode_text_frame(encoded)):
-            await self.websocket.send_text(encoded.decode())
-        self._write_frame = write_frame
+        await self.websocket.send_text(orjson.dumps(welcome).decode())
+        self._write_frame = (self.websocket.scope.get("extensions") or {}).get(WRITE_FRAME_EXTENSION)
 
     async def _pump(self) -> None:
         try:
@@ -308,9 +284,6 @@ class ClientConnection:
     async def _receive(self) -> None:
         """Receive the client's frames until the socket ends: by them, by the peer, or by the sender's failure."""
         receiver = self._receiver = asyncio.current_task()
-        # Events queued while the socket joined are mostly in its welcome's history (its own join among them):
-        # dropped now, they need no sender, and the frames that follow can be written straight away.
-        self._queue.drop_leading(self._in_history)
         self._start_sender()
         try:
             await self._receive_loop()
@@ -339,9 +312,6 @@ class ClientConnection:
             log.info("peer not reading; connection dropped", extra={"conn": self.conn_id, "code": code})
         except (RuntimeError, OSError, WebSocketDisconnect):
             log.debug("socket already closed", extra={"conn": self.conn_id})
-
-    def _in_history(self, item: tuple[EventId | None, str] | _Close) -> bool:
-        return isinstance(item, tuple) and item[0] is not None and item[0] <= self.last_id
 
     def _start_sender(self) -> None:
         """Start a sender for the waiting frames, if the socket is receiving and none runs."""

@@ -11,8 +11,6 @@ from collections import deque
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
 
 from services.common.clock import utc_now_iso
 from services.common.reaper import index_grace
@@ -45,46 +43,29 @@ class Presence:
         # (code, conn id, explicit) of leaves Redis could not take yet, oldest first.
         self.unrecorded: deque[tuple[str, str, bool]] = deque()
 
-    def index(self, pipe: Pipeline | ClusterPipeline, code: str) -> str:
-        """Put the room in this gateway's rooms set, on a pipeline of the caller's (one round trip fewer for a
-        connect); returns the gateway id it went under, which the socket's ``join`` must then be given.
-        """
-        gateway_id = self.gateway_id
-        pipe.sadd(gateway_rooms_key(gateway_id), code)
-        return gateway_id
-
     async def join(
-        self,
-        code: str,
-        conn_id: str,
-        principal: Principal,
-        since: EventId | None,
-        latest: int,
-        indexed_as: str | None = None,
+        self, code: str, conn_id: str, principal: Principal, since: EventId | None, latest: int
     ) -> Joined | None:
         """Register a socket and read the history it starts with (the ``latest`` events, or those after
         ``since``) in the same round trip; None if the room is not live.
 
-        The room goes in the gateway's rooms set first (here, unless ``index``
-        put it there under ``indexed_as``), so that if this gateway dies the
-        reaper finds every socket it registered.
+        The room goes in the gateway's rooms set first, so that if this
+        gateway dies the reaper finds every socket it registered.
         """
-        gateway_id = indexed_as
-        if gateway_id is None:
-            gateway_id = self.gateway_id
-            await self._redis.sadd(gateway_rooms_key(gateway_id), code)
+        gateway_id = self.gateway_id
+        await self._redis.sadd(gateway_rooms_key(gateway_id), code)
         args = [conn_id, principal.user_id, principal.username, utc_now_iso(), self._history_max, gateway_id, latest]
         if since is not None:
             args.append(f"{since[0]}-{since[1]}")
         result = await self._scripts.join(keys=[room_key(code)], args=args)
         if result is None:
             return None
-        event_id, members_json, name, frames_json, last_id, *stream = result
+        event_id, members_json, name, entries, *stream = result
         return Joined(
             event_id=event_id,
             members_json=members_json,
             name=name or None,
-            history=joined_history(frames_json, last_id, since, stream[0] if stream else None),
+            history=joined_history(entries, since, stream[0] if stream else None),
         )
 
     async def leave(self, code: str, conn_id: str, explicit: bool) -> str:

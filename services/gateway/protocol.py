@@ -1,15 +1,12 @@
 """uvicorn's sans-I/O WebSocket protocol, trimmed for idle connections and fast fan-out.
 
 uvicorn keeps, for each connection's whole life, the handshake's request and
-response (with their header maps, and the websockets parser keeps the request
-too), the ASGI scope's headers, an attribute dict, and an ``asyncio.Queue``
-and ``Event`` sized for uses a socket never has. This subclass empties the
-handshake's headers once they are answered, keeps its attributes in slots and
-uses the single-reader ``Mailbox`` and ``Gate``: about 12 KiB less per idle
-socket, measured by ``make bench`` (``docs/capacity.md``). The app must read
-the headers it needs before it accepts. uvicorn is pinned in
-``pyproject.toml`` and ``tests/unit/test_protocol.py`` checks the attributes
-this relies on, so an upgrade that moves them or adds one fails a test.
+response (with their header maps) and an ``asyncio.Queue`` and ``Event`` sized
+for uses a socket never has. This subclass frees the handshake once it is
+answered and uses the single-reader ``Mailbox`` and ``Gate``: about 6 KiB less
+per idle socket, measured by ``make bench`` (``docs/capacity.md``). uvicorn is
+pinned in ``pyproject.toml`` and ``tests/unit/test_protocol.py`` checks the
+attributes this relies on, so an upgrade that moves them fails a test.
 
 It also offers the app a way around ASGI's one ``send()`` per socket per
 frame: the ``sala.websocket.write_frame`` scope extension writes a frame
@@ -47,17 +44,11 @@ WRITE_FRAME_EXTENSION = "sala.websocket.write_frame"
 AFTER_CLOSE_BYTES = 64 * 1024
 
 log = logging.getLogger(__name__)
-# websockets' own log for each connection: its errors only. Its "connection open" and "connection closed" at
-# INFO cost every connect a log line that says less than uvicorn's and the gateway's own.
-WEBSOCKETS_LOG = logging.getLogger("uvicorn.error.websockets")
-WEBSOCKETS_LOG.setLevel(logging.WARNING)
 
 
-def encode_text_frame(text: str | bytes) -> bytes:
-    """A server's text frame on the wire (from the text, or its UTF-8): unmasked and uncompressed, so the same
-    bytes suit every socket.
-    """
-    return Frame(Opcode.TEXT, text.encode() if isinstance(text, str) else text).serialize(mask=False)
+def encode_text_frame(text: str) -> bytes:
+    """A server's text frame on the wire: unmasked and uncompressed, so the same bytes suit every socket."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -121,7 +112,6 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         # websockets traces every header and frame at DEBUG: bearer tokens and
         # chat messages have no place in logs, whatever the level.
         self.conn.debug = False
-        self.conn.logger = WEBSOCKETS_LOG
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

@@ -181,24 +181,15 @@ class FakePresence:
     ``explicit`` flag.
     """
 
-    history = History(frames_json="[]", last_id=None, truncated=False)
+    history = History(frames=[], last_id=None, truncated=False)
 
     def __init__(self, live: bool = True) -> None:
         self.live = live
         self.leaves: list[tuple[str, str, bool]] = []
         self.unrecorded: list[tuple[str, str, bool]] = []
 
-    def index(self, pipe: object, code: str) -> str:
-        return "gw-fake"
-
     async def join(
-        self,
-        code: str,
-        conn_id: str,
-        principal: Principal,
-        since: EventId | None,
-        latest: int,
-        indexed_as: str | None = None,
+        self, code: str, conn_id: str, principal: Principal, since: EventId | None, latest: int
     ) -> Joined | None:
         if not self.live:
             return None
