@@ -52,6 +52,27 @@ def primaries(ports: list[int]) -> list[int]:
     return found
 
 
+def healthy(ports: list[int]) -> bool:
+    """Whether every node answers, sees every slot served, and every replica holds its primary's data.
+
+    A replica still on its first sync has nothing: were its primary to die
+    then, it would take over empty. A fault test starts only from here.
+    """
+    for port in ports:
+        try:
+            with _node(port) as node:
+                if "cluster_state:ok" not in node.execute_command("CLUSTER", "INFO"):
+                    return False
+                replication = node.info("replication")
+        except RedisError:
+            return False
+        if replication["role"] == "slave" and (
+            replication.get("master_link_status") != "up" or replication.get("master_sync_in_progress")
+        ):
+            return False
+    return True
+
+
 def wait_for_new_owner(ports: list[int], slot: int, old: int, timeout: float = 30.0) -> int:
     """After ``old`` died: the port of the replica that took ``slot`` over, once it serves writes."""
     deadline = time.monotonic() + timeout
