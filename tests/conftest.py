@@ -36,6 +36,9 @@ TEST_SETTINGS = {
     "SALA_WS_PING_INTERVAL_SECONDS": "1",
     "SALA_WS_PING_TIMEOUT_SECONDS": "1",
     "SALA_LOG_LEVEL": "INFO",
+    # Tests open sockets back to back; test_handshake_admission.py gives a replica of its own the production gate.
+    "SALA_HANDSHAKE_RATE_PER_SECOND": "1000",
+    "SALA_HANDSHAKE_BURST": "1000",
 }
 
 

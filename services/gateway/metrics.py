@@ -17,4 +17,9 @@ class GatewayMetrics:
         self.refused = Counter(
             "sala_gateway_sockets_refused_total", "Sockets refused by a per-user or per-address limit", registry=registry
         )
+        self.handshakes_refused = Counter(
+            "sala_gateway_handshakes_refused_total",
+            "Handshakes closed with 1013 and a retry hint: over SALA_HANDSHAKE_RATE_PER_SECOND",
+            registry=registry,
+        )
         self.send_queue_depth = Gauge("sala_gateway_send_queue_depth", "Frames waiting to be sent, all sockets", registry=registry)

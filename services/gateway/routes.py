@@ -17,7 +17,7 @@ from services.common.redis_schema import parse_event_id
 from services.common.room_codes import normalize
 from services.common.sessions import RevocationsUnknown, session_revoked, token_from
 from services.common.tokens import InvalidToken, Principal
-from services.gateway.admission import Refused, Seat
+from services.gateway.admission import Refused, Seat, retry_reason
 from services.gateway.closes import Close, ErrorCode
 from services.gateway.connection import ClientConnection
 from services.gateway.context import GatewayContext
@@ -83,6 +83,15 @@ async def _admit(websocket: WebSocket, context: GatewayContext) -> ClientConnect
                 headers={"Retry-After": "1"},
             )
         )
+        return None
+    wait = context.admission.handshakes.admit()
+    if wait is not None:
+        # Over the replica's handshake rate: refused before any token or Redis work. Upgraded first, so
+        # that a browser reads the 1013 and its hint (a refused upgrade shows it a bare 1006), and the
+        # edge does not carry the client to another replica that a storm loads as much.
+        context.metrics.handshakes_refused.inc()
+        await websocket.accept()
+        await websocket.close(Close.TRY_AGAIN, retry_reason("too many handshakes on this replica", wait))
         return None
     await websocket.accept()
     try:

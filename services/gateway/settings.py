@@ -28,6 +28,12 @@ class GatewaySettings(ServiceSettings):
     max_sockets_per_address: int = Field(default=500, ge=1)
     # New sockets per user per minute (burst: as many at once); more are closed with 1013.
     connects_per_user_per_minute: int = Field(default=60, ge=1)
+    # Handshakes one replica starts per second, all clients together (bursts of ``handshake_burst``); beyond
+    # them a socket is closed with 1013 and a retry hint before any token or Redis work. A connect costs
+    # 2-4 ms of the event loop's one core (docs/capacity.md): 100 a second leave well over half of it to
+    # the sockets already open, and a burst of 20 holds their frames back by tens of milliseconds at most.
+    handshake_rate_per_second: float = Field(default=100.0, gt=0, le=1_000_000)
+    handshake_burst: int = Field(default=20, ge=1, le=1_000_000)
     # A stored message event is at most this many bytes (escapes included): history costs bytes, not characters.
     max_event_bytes: int = Field(default=8192, ge=512)
     # A connection that has not sent its request headers within this is dropped.

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Backoff, backoffDelay } from '../../web/static/js/backoff.js';
+import { BACKOFF, Backoff, MAX_HINT_MS, backoffDelay, dropDelay, retryHint } from '../../web/static/js/backoff.js';
 
 test('delays grow, are jittered within [d/2, d] and bounded', () => {
   assert.equal(backoffDelay(0, { random: () => 0 }), 250);
@@ -19,4 +19,23 @@ test('the backoff gives up after its attempts and starts over on reset', () => {
   assert.ok(b.exhausted);
   b.reset();
   assert.equal(b.next(), delays[0]);
+});
+
+test('the first reconnect after an unclean close is spread over [base/2, dropSpread]', () => {
+  assert.equal(dropDelay({ random: () => 0 }), 250);
+  assert.equal(dropDelay({ random: () => 1 }), BACKOFF.dropSpread);
+  const b = new Backoff({ random: () => 1 });
+  assert.equal(b.next({ dropped: true }), BACKOFF.dropSpread);
+  assert.equal(b.next({ dropped: true }), 1000, 'only the first attempt is spread wider');
+});
+
+test('a retry hint is read from a close reason and never undercut', () => {
+  assert.equal(retryHint('too many handshakes on this replica; retry_after_ms=850'), 850);
+  assert.equal(retryHint('connecting too often; retry_after_ms=1000'), 1000);
+  assert.equal(retryHint('this replica lost Redis; reconnect'), null);
+  assert.equal(retryHint(undefined), null);
+  assert.equal(retryHint('retry_after_ms=99999999'), MAX_HINT_MS);
+  const b = new Backoff({ random: () => 0 });
+  assert.equal(b.next({ atLeast: 4000 }), 4000);
+  assert.equal(b.next({ atLeast: 10 }), 500, 'a short hint leaves the backoff as it is');
 });

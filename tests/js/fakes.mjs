@@ -61,9 +61,9 @@ export function fakeSocketClass() {
       this.onmessage({ data: JSON.stringify(frame) });
     }
 
-    serverClose(code, wasClean = true) {
+    serverClose(code, wasClean = true, reason = '') {
       this.readyState = 3;
-      if (this.onclose) this.onclose({ code, wasClean });
+      if (this.onclose) this.onclose({ code, wasClean, reason });
     }
 
     sentOf(type) {

@@ -168,3 +168,35 @@ test('typing frames reach the handler; messages and typing are only sent when on
   sockets[0].receive({ type: 'typing', username: 'bo' });
   assert.deepEqual(seen.typing, ['bo']);
 });
+
+test('a 1013 with a retry hint is not retried before the hint', () => {
+  const { clock, sockets, conn, welcome } = setup();
+  conn.start();
+  welcome(sockets[0]);
+  sockets[0].serverClose(CLOSE.TRY_AGAIN, true, 'too many handshakes on this replica; retry_after_ms=4000');
+  assert.equal(conn.state, 'reconnecting');
+  clock.advance(3999);
+  assert.equal(sockets.length, 1, 'the backoff alone would have tried after 375 ms');
+  clock.advance(1);
+  assert.equal(sockets.length, 2);
+  welcome(sockets[1]);
+  assert.equal(conn.state, 'online');
+});
+
+test('the first reconnect after an unclean close is spread wider than the backoff\'s first step', async () => {
+  const { clock, sockets, conn, welcome } = setup();
+  conn.start();
+  welcome(sockets[0]);
+  sockets[0].serverClose(1006, false);
+  await Promise.resolve(); // the probe's verdict
+  await Promise.resolve();
+  clock.advance(1000);
+  assert.equal(sockets.length, 1, 'random 0.5 of [250, 3000] ms is 1625 ms');
+  clock.advance(625);
+  assert.equal(sockets.length, 2);
+  sockets[1].serverClose(1006, false);
+  await Promise.resolve();
+  await Promise.resolve();
+  clock.advance(750);
+  assert.equal(sockets.length, 3, 'the next attempt is the backoff\'s second step');
+});

@@ -1,8 +1,17 @@
 // Reconnect delays: exponential, jittered (so a room's clients do not all
 // come back in the same instant after a gateway dies) and bounded, with a
 // last attempt after which the page gives up and offers a Retry button.
+//
+// A gateway that dies drops thousands of sockets at once, and every one of
+// them reconnects to the replicas left: the first reconnect after an unclean
+// close is spread over `dropSpread` rather than the first step's half second.
+// A gateway that refuses a handshake because too many arrive at once says in
+// its 1013's reason when to come back (`retry_after_ms=N`); the client waits
+// at least that long.
 
-export const BACKOFF = { base: 500, max: 10000, attempts: 8 };
+export const BACKOFF = { base: 500, max: 10000, attempts: 8, dropSpread: 3000 };
+/** A retry hint longer than this is read as this: a confused server cannot park a client for hours. */
+export const MAX_HINT_MS = 60000;
 
 /** The delay before reconnect number `attempt` (0-based): in [d/2, d], d = min(max, base·2^attempt). */
 export function backoffDelay(attempt, { base = BACKOFF.base, max = BACKOFF.max, random = Math.random } = {}) {
@@ -10,19 +19,38 @@ export function backoffDelay(attempt, { base = BACKOFF.base, max = BACKOFF.max, 
   return Math.round(d / 2 + random() * (d / 2));
 }
 
+/** The first delay after an unclean close: in [base/2, dropSpread]. */
+export function dropDelay({ base = BACKOFF.base, dropSpread = BACKOFF.dropSpread, random = Math.random } = {}) {
+  const low = base / 2;
+  return Math.round(low + random() * Math.max(0, dropSpread - low));
+}
+
+/** The milliseconds a close reason asks the client to wait (`retry_after_ms=N`), or null if it names none. */
+export function retryHint(reason) {
+  const match = /\bretry_after_ms=(\d+)\b/.exec(String(reason || ''));
+  return match ? Math.min(MAX_HINT_MS, Number(match[1])) : null;
+}
+
 export class Backoff {
-  constructor({ base = BACKOFF.base, max = BACKOFF.max, attempts = BACKOFF.attempts, random = Math.random } = {}) {
-    this.options = { base, max, random };
+  constructor({
+    base = BACKOFF.base, max = BACKOFF.max, attempts = BACKOFF.attempts,
+    dropSpread = BACKOFF.dropSpread, random = Math.random,
+  } = {}) {
+    this.options = { base, max, dropSpread, random };
     this.attempts = attempts;
     this.attempt = 0;
   }
 
-  /** The next delay, or null once every attempt is used up. */
-  next() {
+  /**
+   * The next delay, or null once every attempt is used up. `dropped`: the
+   * socket closed uncleanly, so a first attempt is spread wider; `atLeast`:
+   * the server's retry hint, which the delay never undercuts.
+   */
+  next({ dropped = false, atLeast = 0 } = {}) {
     if (this.attempt >= this.attempts) return null;
-    const delay = backoffDelay(this.attempt, this.options);
+    const delay = dropped && this.attempt === 0 ? dropDelay(this.options) : backoffDelay(this.attempt, this.options);
     this.attempt += 1;
-    return delay;
+    return Math.max(delay, atLeast);
   }
 
   get exhausted() {

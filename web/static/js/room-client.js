@@ -6,7 +6,7 @@
 // injected so it runs under node's test runner with fakes.
 
 import { compareIds } from './eventid.js';
-import { Backoff } from './backoff.js';
+import { Backoff, retryHint } from './backoff.js';
 
 const TIMELINE = new Set(['message', 'join', 'leave']);
 const OPEN = 1;
@@ -273,26 +273,32 @@ export class RoomConnection {
     }
     if (!ev.wasClean || code === 1006) {
       // The handshake may have been refused (session gone, room gone):
-      // ask the HTTP API before trying again.
-      return this.probeThenReconnect();
+      // ask the HTTP API before trying again. The replica may have died
+      // under thousands of sockets: the first attempt is spread wider.
+      return this.probeThenReconnect({ dropped: true });
     }
-    this.scheduleReconnect(null);
+    // A 1013 may say when to come back (the replica refuses handshakes beyond its rate).
+    const hint = code === CLOSE.TRY_AGAIN ? retryHint(ev.reason) : null;
+    this.scheduleReconnect(null, hint == null ? {} : { atLeast: hint });
     return undefined;
   }
 
-  probeThenReconnect() {
+  probeThenReconnect(pace = {}) {
     this.setState(this.everWelcomed ? 'reconnecting' : 'connecting', { attempt: this.backoff.attempt });
     Promise.resolve(this.h.probe ? this.h.probe() : 'ok').then((verdict) => {
       if (this.stopped || this.ws || this.paused) return;
       if (verdict === 'unauthorized') this.end('unauthorized');
       else if (verdict === 'room_closed') this.end('room_closed');
-      else this.scheduleReconnect(null);
-    }, () => { if (!this.stopped && !this.ws) this.scheduleReconnect(null); });
+      else this.scheduleReconnect(null, pace);
+    }, () => { if (!this.stopped && !this.ws) this.scheduleReconnect(null, pace); });
     return undefined;
   }
 
-  /** Reconnect after delay (null: the backoff's next); give up when it is spent. */
-  scheduleReconnect(delay) {
+  /**
+   * Reconnect after delay (null: the backoff's next, paced by `pace`, see
+   * Backoff.next); give up when it is spent.
+   */
+  scheduleReconnect(delay, pace = {}) {
     if (this.stopped) return;
     this.env.clearTimeout(this.timer);
     this.timer = null;
@@ -300,7 +306,7 @@ export class RoomConnection {
       this.setState('offline');
       return;
     }
-    const wait = delay == null ? this.backoff.next() : delay;
+    const wait = delay == null ? this.backoff.next(pace) : delay;
     if (wait == null) {
       this.setState('failed', { attempt: this.backoff.attempt });
       return;
