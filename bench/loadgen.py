@@ -21,6 +21,7 @@ are reported on their own).
 import asyncio
 import os
 import random
+import re
 import time
 from array import array
 from collections import Counter
@@ -38,6 +39,20 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 10.0
 BACKOFF_ATTEMPTS = 8
+# Its first reconnect after an unclean close: in [base/2, this].
+DROP_SPREAD_SECONDS = 3.0
+# A 1013's retry hint (docs/protocol.md), and how often a first connect follows one before it counts as failed.
+RETRY_HINT = re.compile(r"\bretry_after_ms=(\d+)\b")
+CONNECT_RETRIES = 50
+
+
+class ClosedBeforeWelcome(ConnectionError):
+    """The server closed the socket before its welcome; ``retry_after``: the seconds its hint says to wait, if any."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"closed with {code} before the welcome")
+        hint = RETRY_HINT.search(reason) if code == 1013 else None
+        self.retry_after = int(hint.group(1)) / 1000 if hint else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +189,11 @@ class Worker:
             if run.storm is not None and member.spec.port != run.storm.victim_port:
                 run.bystander_samples.extend((now, latency))
 
-    def _on_close(self, member: Member, code: int) -> None:
+    def _on_close(self, member: Member, code: int, reason: str) -> None:
         member.closed = True
         self._closes[code] += 1
         if not member.welcomed.done():
-            member.welcomed.set_exception(ConnectionError(f"closed with {code} before the welcome"))
+            member.welcomed.set_exception(ClosedBeforeWelcome(code, reason))
             member.welcomed.exception()  # retrieved: whoever awaits it still gets it, nobody else need
         storm = self._run.storm
         if storm is not None and not member.reconnecting:
@@ -198,15 +213,26 @@ class Worker:
 
         async def open_one(spec: MemberSpec) -> None:
             member = Member(spec, asyncio.get_running_loop().create_future())
-            async with gate:
-                began = time.monotonic_ns()
-                try:
-                    await self._open(member, host, spec.port or port, spec.path)
-                except Exception as exc:
-                    failures[_reason(exc)] += 1
-                    return
-                welcomes.append((time.monotonic_ns() - began) // 1000)
-                self._members.append(member)
+            for _ in range(CONNECT_RETRIES):
+                async with gate:
+                    began = time.monotonic_ns()
+                    try:
+                        await self._open(member, host, spec.port or port, spec.path)
+                    except ClosedBeforeWelcome as exc:
+                        if exc.retry_after is None:
+                            failures[_reason(exc)] += 1
+                            return
+                        wait = exc.retry_after
+                    except Exception as exc:
+                        failures[_reason(exc)] += 1
+                        return
+                    else:
+                        welcomes.append((time.monotonic_ns() - began) // 1000)
+                        self._members.append(member)
+                        return
+                # Refused by the gateway's handshake rate: come back when it said, as the web client does.
+                await asyncio.sleep(wait)
+            failures["still refused after every retry"] += 1
 
         await asyncio.gather(*(open_one(spec) for spec in members))
         return {
@@ -229,7 +255,7 @@ class Worker:
                     path,
                     member.spec.headers,
                     lambda payload: self._on_text(member, payload),
-                    lambda code: self._on_close(member, code),
+                    lambda code, reason: self._on_close(member, code, reason),
                 ),
                 CONNECT_TIMEOUT_SECONDS,
             )
@@ -243,15 +269,20 @@ class Worker:
             raise
 
     async def _reconnect(self, member: Member, storm: Storm) -> None:
-        """The web client's reconnect: jittered backoff, ``since`` the last event, the outbox sent again."""
+        """The web client's reconnect: jittered backoff, ``since`` the last event, the outbox sent again.
+
+        The socket died uncleanly, so the first attempt is spread wider; a refusal's retry hint is waited out.
+        """
         try:
+            hint = 0.0
             for attempt in range(BACKOFF_ATTEMPTS):
-                await asyncio.sleep(backoff_delay(attempt))
+                await asyncio.sleep(max(hint, drop_delay() if attempt == 0 else backoff_delay(attempt)))
                 since = f"&since={member.last_event_id}" if member.last_event_id else ""
                 try:
                     await self._open(member, "127.0.0.1", member.spec.fallback, member.spec.path + since, storm)
                 except Exception as exc:
                     storm.failures[_reason(exc)] += 1
+                    hint = getattr(exc, "retry_after", None) or 0.0
                     continue
                 storm.back_ns.append(time.monotonic_ns() - storm.kill_at_ns)
                 storm.attempts[attempt + 1] += 1
@@ -412,6 +443,12 @@ def backoff_delay(attempt: int) -> float:
     """The web client's delay before reconnect number ``attempt`` (0-based): in [d/2, d], d = min(10, 0.5·2ⁿ) s."""
     ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
     return ceiling / 2 + random.random() * ceiling / 2
+
+
+def drop_delay() -> float:
+    """The web client's first delay after an unclean close: in [base/2, ``DROP_SPREAD_SECONDS``]."""
+    low = BACKOFF_BASE_SECONDS / 2
+    return low + random.random() * (DROP_SPREAD_SECONDS - low)
 
 
 def _message_frame(text: str, ref: str) -> str:

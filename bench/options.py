@@ -34,6 +34,8 @@ class Options:
     storm_before_seconds: float = 5.0
     storm_seconds: float = 20.0
     storm_give_up_seconds: float = 45.0
+    storm_handshake_rate: float | None = None  # None: the gateway's default
+    storm_handshake_burst: int | None = None
     memprobe_sockets: int = 1000
     cluster_messages: int = 40000
     cluster_subscribers: list[int] = field(default_factory=lambda: [1, 4])
@@ -123,6 +125,12 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--storm-room-size", type=int, help="members per room in the reconnect storm (10)")
     parser.add_argument("--storm-rate", type=float, help="messages/s each member sends through the storm (0.1)")
     parser.add_argument("--storm-seconds", type=float, help="seconds the chat goes on after the kill (20)")
+    parser.add_argument(
+        "--storm-handshake-rate", type=float, help="the storm gateways' SALA_HANDSHAKE_RATE_PER_SECOND (its default)"
+    )
+    parser.add_argument(
+        "--storm-handshake-burst", type=int, help="the storm gateways' SALA_HANDSHAKE_BURST (its default)"
+    )
     parser.add_argument(
         "--cluster-messages", type=int, help="messages per point of Redis CPU, one server against a cluster (40000)"
     )

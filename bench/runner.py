@@ -224,6 +224,8 @@ def run(options: Options) -> tuple[dict, Path]:
                 options.storm_before_seconds,
                 options.storm_seconds,
                 options.storm_give_up_seconds,
+                options.storm_handshake_rate,
+                options.storm_handshake_burst,
             )
     finally:
         swarm.close()

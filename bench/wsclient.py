@@ -37,9 +37,11 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
 
 
 class WsClient(asyncio.Protocol):
-    """One socket. ``on_text(payload)`` gets each text message; ``on_close(code)`` is called once."""
+    """One socket. ``on_text(payload)`` gets each text message; ``on_close(code, reason)`` is called once."""
 
-    def __init__(self, request: bytes, on_text: Callable[[bytes], None], on_close: Callable[[int], None]) -> None:
+    def __init__(
+        self, request: bytes, on_text: Callable[[bytes], None], on_close: Callable[[int, str], None]
+    ) -> None:
         self._request = request
         self._on_text = on_text
         self._on_close = on_close
@@ -126,7 +128,7 @@ class WsClient(asyncio.Protocol):
             self.transport.write(client_frame(OP_PONG, payload))
         elif opcode == OP_CLOSE:
             code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
-            self._finish(code)
+            self._finish(code, payload[2:].decode(errors="replace"))
             self._drop(code if code not in (1005, 1006) else 1000)
         elif opcode == OP_BINARY:
             self._finish(1003)
@@ -137,10 +139,10 @@ class WsClient(asyncio.Protocol):
             self.transport.write(client_frame(OP_CLOSE, struct.pack("!H", code)))
             self.transport.close()
 
-    def _finish(self, code: int) -> None:
+    def _finish(self, code: int, reason: str = "") -> None:
         if not self._closed:
             self._closed = True
-            self._on_close(code)
+            self._on_close(code, reason)
 
 
 async def connect(
@@ -149,7 +151,7 @@ async def connect(
     path: str,
     headers: dict[str, str],
     on_text: Callable[[bytes], None],
-    on_close: Callable[[int], None],
+    on_close: Callable[[int, str], None],
 ) -> WsClient:
     """Open a socket and complete the upgrade; raises HandshakeFailed or OSError."""
     key = base64.b64encode(os.urandom(16)).decode()

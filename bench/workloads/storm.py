@@ -9,6 +9,12 @@ dead upstream is out; the HTTP probe the web client makes after an unclean
 close goes to auth and rooms, not to a gateway, and is left out. Everybody
 chats throughout (typed messages wait in the outbox while a member is away).
 
+The three gateways are started for the storm with the production handshake
+gate (``SALA_HANDSHAKE_RATE_PER_SECOND`` and ``SALA_HANDSHAKE_BURST`` at their
+defaults, or as ``--storm-handshake-rate`` and ``--storm-handshake-burst``
+say): a handshake beyond it is closed with 1013 and a retry hint, which the
+members wait out, as the web client does, on their first connect as well.
+
 Reported: the time from the kill until every client has its welcome again;
 acked messages some member never got, live or in its reconnect's history
 (must be 0); duplicates (0); the latency of deliveries to bystanders (members
@@ -31,10 +37,19 @@ from bench.context import Context
 from bench.loadgen import MemberSpec
 from bench.procstat import cpu_seconds, runqueue_wait_seconds, wait_idle
 from bench.stats import latency_summary, percentile
+from services.gateway.settings import GatewaySettings
 
 GATEWAYS = 3
 SAMPLE_SECONDS = 0.1
 START_DELAY_SECONDS = 0.5
+
+
+def handshake_gate(rate: float | None, burst: int | None) -> dict[str, str]:
+    """The storm gateways' handshake settings: the given ones, else the production defaults (not the bench's)."""
+    fields = GatewaySettings.model_fields
+    rate = fields["handshake_rate_per_second"].default if rate is None else rate
+    burst = fields["handshake_burst"].default if burst is None else burst
+    return {"SALA_HANDSHAKE_RATE_PER_SECOND": f"{rate:g}", "SALA_HANDSHAKE_BURST": str(burst)}
 
 
 def place(members: list[MemberSpec], room_size: int, ports: list[int]) -> list[MemberSpec]:
@@ -110,12 +125,15 @@ def storm(
     before_seconds: float,
     storm_seconds: float,
     give_up_seconds: float,
+    handshake_rate: float | None = None,
+    handshake_burst: int | None = None,
 ) -> dict:
     systems = ctx.systems
     stack = systems.stack
-    names = ["gateway0", *(stack.add_replica("gateway") for _ in range(GATEWAYS - 1))]
+    gate = handshake_gate(handshake_rate, handshake_burst)
+    names = [stack.add_replica("gateway", gate) for _ in range(GATEWAYS)]
     try:
-        for name in names[1:]:
+        for name in names:
             systems.cpus.place(stack.pid(name), systems.cpus.server)
         ports = [int(stack.service_url(name).rsplit(":", 1)[1]) for name in names]
         pids = [stack.pid(name) for name in names]
@@ -148,10 +166,11 @@ def storm(
         sampler.join()
     finally:
         ctx.swarm.disconnect()
-        for name in names[1:]:
+        for name in names:
             stack.stop_child(name)
     return _figures(connected.count, len(members), connect_cpu, result, sampler, kill_at, start_at, chat_until) | {
         "gateways": GATEWAYS,
+        "handshake_gate": gate,
         "room_size": room_size,
         "rate_per_member": rate,
         "connect_failures": dict(connected.failures),
