@@ -126,7 +126,9 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--storm-rate", type=float, help="messages/s each member sends through the storm (0.1)")
     parser.add_argument("--storm-seconds", type=float, help="seconds the chat goes on after the kill (20)")
     parser.add_argument(
-        "--storm-handshake-rate", type=float, help="the storm gateways' SALA_HANDSHAKE_RATE_PER_SECOND (its default)"
+        "--storm-handshake-rate",
+        type=float,
+        help="the storm gateways' SALA_HANDSHAKE_RATE_PER_SECOND (its default, halved: two share a core)",
     )
     parser.add_argument(
         "--storm-handshake-burst", type=int, help="the storm gateways' SALA_HANDSHAKE_BURST (its default)"

@@ -10,10 +10,11 @@ close goes to auth and rooms, not to a gateway, and is left out. Everybody
 chats throughout (typed messages wait in the outbox while a member is away).
 
 The three gateways are started for the storm with the production handshake
-gate (``SALA_HANDSHAKE_RATE_PER_SECOND`` and ``SALA_HANDSHAKE_BURST`` at their
-defaults, or as ``--storm-handshake-rate`` and ``--storm-handshake-burst``
-say): a handshake beyond it is closed with 1013 and a retry hint, which the
-members wait out, as the web client does, on their first connect as well.
+gate (``SALA_HANDSHAKE_BURST`` at its default, ``SALA_HANDSHAKE_RATE_PER_SECOND``
+at the default shared by the two survivors, which share one core here; or as
+``--storm-handshake-rate`` and ``--storm-handshake-burst`` say): a handshake
+beyond it is closed with 1013 and a retry hint, which the members wait out,
+as the web client does, on their first connect as well.
 
 Reported: the time from the kill until every client has its welcome again;
 acked messages some member never got, live or in its reconnect's history
@@ -45,9 +46,13 @@ START_DELAY_SECONDS = 0.5
 
 
 def handshake_gate(rate: float | None, burst: int | None) -> dict[str, str]:
-    """The storm gateways' handshake settings: the given ones, else the production defaults (not the bench's)."""
+    """The storm gateways' handshake settings: the given ones, else the production defaults (not the bench's).
+
+    The default rate is meant for a replica with a core of its own; here the survivors share one, so each
+    gets its share of the default rate.
+    """
     fields = GatewaySettings.model_fields
-    rate = fields["handshake_rate_per_second"].default if rate is None else rate
+    rate = fields["handshake_rate_per_second"].default / (GATEWAYS - 1) if rate is None else rate
     burst = fields["handshake_burst"].default if burst is None else burst
     return {"SALA_HANDSHAKE_RATE_PER_SECOND": f"{rate:g}", "SALA_HANDSHAKE_BURST": str(burst)}
 
