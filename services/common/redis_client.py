@@ -98,8 +98,9 @@ def create_server_client(url: str, retries: int = 5) -> Redis:
 class PubSubNodes:
     """Where the gateway's hub subscribes: the server, or the nodes of a cluster.
 
-    Its clients never retry: the hub must see every lost connection, since a
-    library retry would re-subscribe silently and lose what was published
+    Its clients only open the hub's connections, which never reconnect by
+    themselves (``services.gateway.wire``): the hub must see every lost
+    connection, since a silent re-subscription would lose what was published
     meanwhile. On one server everything is subscribed there. In a cluster,
     room channels are sharded (``SSUBSCRIBE`` on the primary that owns the
     room's slot, which is where the room's scripts ``SPUBLISH``), and the

@@ -12,21 +12,19 @@ per primary, so a shard's events never wait behind another's.
 Whenever a room's subscription is (re)confirmed — a link reconnected, a slot
 moved to another primary, a failover — the room's gap is read from its
 stream before any later live event, so no event is lost and none is handed
-over twice. The client library must never re-subscribe behind the hub's back:
-its pub/sub client does not retry, and a reconnect it makes anyway (it does
-so on the next read) is caught by a connect callback and treated as a lost
-link, gap recovery included.
+over twice. A link's connection (``services.gateway.wire``) never reconnects
+behind the hub's back: a failure ends it, and the link opens a new one and
+recovers the gap.
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import orjson
-from redis.asyncio.client import PubSub
-from redis.asyncio.connection import Connection
+from redis.asyncio import Redis
 from redis.exceptions import RedisClusterException, RedisError
 
 from services.common.redis_client import PubSubNodes, RedisClient
@@ -41,6 +39,7 @@ from services.gateway import timeline
 from services.gateway.closes import Close
 from services.gateway.protocol import encode_text_frame
 from services.gateway.timeline import EventId
+from services.gateway.wire import PubSubWire, Reply
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ class Subscriber(Protocol):
 
 
 class DeafSubscription(Exception):
-    """The pub/sub connection stopped answering pings, or was re-established behind the hub's back."""
+    """The pub/sub connection stopped answering pings, or never confirmed a subscription."""
 
 
 class LocalRoom:
@@ -124,16 +123,13 @@ class _Link:
         self.node = node
         self.sharded = node is not None
         self.codes: set[str] = set()
-        self.pubsub: PubSub | None = None
+        self.wire: PubSubWire | None = None
         self.task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         # When the link was last lost (monotonic seconds); None while connected or before the first connection.
         self.lost_at: float | None = None
         self.backoff = MIN_BACKOFF_SECONDS
         self.stopping = False
-        # The connection being watched for a reconnect the hub did not make, and whether one happened.
-        self._watched: Connection | None = None
-        self._reset_behind_our_back = False
 
     @property
     def name(self) -> str:
@@ -147,37 +143,36 @@ class _Link:
         if self.task is not None:
             self.task.cancel()
             await asyncio.wait([self.task], timeout=2)
-        await self._drop_pubsub()
+        await self._drop_wire()
 
     def lost_for(self) -> float:
         return 0.0 if self.lost_at is None else time.monotonic() - self.lost_at
 
     async def subscribe(self, *channels: str) -> None:
-        assert self.pubsub is not None
+        assert self.wire is not None
         if self.sharded:
             # One channel per command: an SSUBSCRIBE names channels of one slot only.
             for channel in channels:
-                await self.pubsub.ssubscribe(channel)
+                await self.wire.ssubscribe(channel)
         else:
-            await self.pubsub.subscribe(*channels)
+            await self.wire.subscribe(*channels)
 
     async def unsubscribe(self, channel: str) -> None:
-        if self.pubsub is None:
+        if self.wire is None:
             return
         if self.sharded:
-            await self.pubsub.sunsubscribe(channel)
+            await self.wire.sunsubscribe(channel)
         else:
-            await self.pubsub.unsubscribe(channel)
+            await self.wire.unsubscribe(channel)
 
-    async def _drop_pubsub(self) -> None:
+    async def _drop_wire(self) -> None:
         """Let go of the pub/sub connection; closing a broken one may fail or hang, and must not stop the reader."""
-        self._unwatch()
-        pubsub, self.pubsub = self.pubsub, None
-        if pubsub is None:
+        wire, self.wire = self.wire, None
+        if wire is None:
             return
         try:
             async with asyncio.timeout(self.hub.health_seconds):
-                await pubsub.aclose()
+                await wire.aclose()
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("the lost pub/sub connection did not close cleanly", extra={"error": str(exc)})
 
@@ -201,91 +196,73 @@ class _Link:
             if self.lost_at is None:
                 self.lost_at = time.monotonic()
             hub.on_reconnect()
-            await self._drop_pubsub()
+            await self._drop_wire()
             if self.sharded:
                 # The shard may have failed over or given its slots away: the hub places the rooms again.
                 hub.replace_rooms()
             await asyncio.sleep(self.backoff)
             self.backoff = min(self.backoff * 2, MAX_BACKOFF_SECONDS)
 
-    def _watch(self, pubsub: PubSub) -> None:
-        self._reset_behind_our_back = False
-        self._watched = pubsub.connection
-        if self._watched is not None:
-            self._watched.register_connect_callback(self._connection_reset)
-
-    def _unwatch(self) -> None:
-        if self._watched is not None:
-            self._watched.deregister_connect_callback(self._connection_reset)
-            self._watched = None
-
-    def _connection_reset(self, connection: Connection) -> None:
-        """The client library reconnected (and re-subscribed) on its own: events published meanwhile are lost."""
-        if connection is self._watched:
-            self._reset_behind_our_back = True
-
-    async def _client(self):
+    async def _open(self) -> PubSubWire:
         nodes = self.hub.nodes
-        return nodes.node_client(self.node) if self.node is not None else await nodes.next_client()
+        client = nodes.node_client(self.node) if self.node is not None else await nodes.next_client()
+        return await self.hub.open_wire(client)
 
     async def _connect_and_listen(self) -> None:
-        self.pubsub = pubsub = (await self._client()).pubsub()
+        self.wire = wire = await self._open()
         pending = set(self._channels())
         subscribed: set[str] = set()
         # Every channel is confirmed (each room's gap recovered as its confirmation is read) before the link
         # counts as connected; rooms placed here meanwhile are subscribed too.
         while pending:
             await self.subscribe(*pending)
-            if self._watched is None:
-                self._watch(pubsub)
             deadline = time.monotonic() + self.hub.health_seconds * 2
             while pending:
-                message = await pubsub.get_message(timeout=self.hub.health_seconds)
-                if message is None:
-                    if time.monotonic() > deadline:
-                        raise DeafSubscription("no subscription confirmation")
-                    continue
-                if message["type"] in ("subscribe", "ssubscribe"):
-                    pending.discard(message["channel"])
-                    subscribed.add(message["channel"])
-                await self._handle(message)
+                replies = await wire.read(self.hub.health_seconds)
+                if not replies and time.monotonic() > deadline:
+                    raise DeafSubscription("no subscription confirmation")
+                for reply in replies:
+                    if reply.kind in ("subscribe", "ssubscribe"):
+                        pending.discard(reply.channel)
+                        subscribed.add(reply.channel)
+                    await self._handle(reply)
             pending = set(self._channels()) - subscribed
         self.connected.set()
         self.lost_at = None
         self.backoff = MIN_BACKOFF_SECONDS
-        await self._listen(pubsub)
+        await self._listen(wire)
 
     def _channels(self) -> list[str]:
         channels = [] if self.sharded else [REVOCATIONS_CHANNEL]
         return channels + [room_key(code) for code in self.codes]
 
-    async def _listen(self, pubsub: PubSub) -> None:
+    async def _listen(self, wire: PubSubWire) -> None:
+        """Hand over what each read brings, in order; ping when quiet, and give up on a connection gone deaf."""
         health = self.hub.health_seconds
         last_heard = last_ping = time.monotonic()
         while True:
-            message = await pubsub.get_message(timeout=health)
-            if self._reset_behind_our_back:
-                raise DeafSubscription("the connection was re-established behind the hub's back")
+            replies = await wire.read(health)
             now = time.monotonic()
-            if message is not None:
+            if replies:
                 last_heard = now
-                await self._handle(message)
+                for reply in replies:
+                    await self._handle(reply)
             elif now - last_heard > health * 2:
                 raise DeafSubscription("no answer to ping")
             if now - last_ping >= health:
                 last_ping = now
-                await pubsub.ping(PING_MESSAGE)
+                await wire.ping(PING_MESSAGE)
 
-    async def _handle(self, message: dict) -> None:
-        kind, channel = message["type"], message["channel"]
+    async def _handle(self, reply: Reply) -> None:
+        kind, channel = reply.kind, reply.channel
         hub = self.hub
         if kind in ("message", "smessage"):
             if channel == REVOCATIONS_CHANNEL:
-                hub.revoke(message["data"])
+                hub.revoke(reply.data)
                 return
             room = hub.rooms.get(code_of_channel(channel))
             if room is not None and room.link is self:
-                hub.dispatch(room, message["data"])
+                hub.dispatch(room, reply.data)
         elif kind in ("subscribe", "ssubscribe"):
             room = hub.rooms.get(code_of_channel(channel)) if channel != REVOCATIONS_CHANNEL else None
             if room is not None and room.link is self:
@@ -308,9 +285,11 @@ class Hub:
         health_seconds: float,
         on_fanout: Callable[[int], None] = lambda n: None,
         on_reconnect: Callable[[], None] = lambda: None,
+        open_wire: Callable[[Redis], Awaitable[PubSubWire]] = PubSubWire.open,
     ) -> None:
         self._redis = redis
         self.nodes = pubsub_nodes
+        self.open_wire = open_wire
         self.sharded = bool(getattr(pubsub_nodes, "sharded", False))
         self.health_seconds = health_seconds
         self._on_fanout = on_fanout
@@ -366,7 +345,7 @@ class Hub:
         if room is None:
             room = self.rooms[socket.code] = LocalRoom(socket.code)
             link = self._place(room)
-            if link is not None and link.connected.is_set() and link.pubsub is not None:
+            if link is not None and link.connected.is_set() and link.wire is not None:
                 try:
                     await link.subscribe(room.channel)
                 except (RedisError, OSError) as exc:
@@ -392,7 +371,7 @@ class Hub:
             link = room.link
             if link is not None:
                 link.codes.discard(room.code)
-                if link.connected.is_set() and link.pubsub is not None:
+                if link.connected.is_set() and link.wire is not None:
                     self._unsubscribe_later(link, room.channel)
 
     def close_all(self, code: int, reason: str) -> None:
@@ -491,12 +470,12 @@ class Hub:
         old = room.link
         if old is not None:
             old.codes.discard(room.code)
-            if old.connected.is_set() and old.pubsub is not None:
+            if old.connected.is_set() and old.wire is not None:
                 self._unsubscribe_later(old, room.channel)
         room.link = link
         link.codes.add(room.code)
         log.info("room moved to another primary's link", extra={"room": room.code, "link": link.name})
-        if link.connected.is_set() and link.pubsub is not None:
+        if link.connected.is_set() and link.wire is not None:
             try:
                 # Its confirmation, read by the link, recovers the gap.
                 await link.subscribe(room.channel)

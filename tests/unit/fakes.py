@@ -26,6 +26,7 @@ from services.gateway.presence import Joined
 from services.gateway.protocol import WRITE_FRAME_EXTENSION
 from services.gateway.settings import GatewaySettings
 from services.gateway.timeline import EventId, History
+from services.gateway.wire import Reply
 
 
 async def until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
@@ -364,33 +365,16 @@ def appender(server: FakeAppendServer | None = None) -> tuple[MessageAppender, F
     )
 
 
-class FakeConnection:
-    """The pub/sub connection's connect callbacks, fired by ``reconnect`` as the client library does."""
-
-    def __init__(self) -> None:
-        self.callbacks: list[Callable[[object], None]] = []
-
-    def register_connect_callback(self, callback: Callable[[object], None]) -> None:
-        self.callbacks.append(callback)
-
-    def deregister_connect_callback(self, callback: Callable[[object], None]) -> None:
-        self.callbacks.remove(callback)
-
-    def reconnect(self) -> None:
-        for callback in list(self.callbacks):
-            callback(self)
-
-
 class FakePubSub:
-    """One pub/sub session as the hub reads it: confirmations and messages in order, or a failure.
+    """One pub/sub connection as the hub reads it: confirmations and messages in order, or a failure.
 
-    ``publish`` queues a message on a channel; ``fail`` makes the next read
-    raise, like a dropped connection; ``hold_unsubscribe`` keeps an
-    ``unsubscribe`` waiting until it is cleared.
+    ``publish`` queues a message on a channel; ``fail`` makes a read raise,
+    like a dropped connection, once what came before it was read;
+    ``hold_unsubscribe`` keeps an ``unsubscribe`` waiting until it is set.
+    A read returns everything queued, as one socket read does.
     """
 
     def __init__(self) -> None:
-        self.connection = FakeConnection()
         self.channels: set[str] = set()
         self.subscribes: list[tuple[str, ...]] = []
         self.unsubscribing: list[str] = []
@@ -400,13 +384,15 @@ class FakePubSub:
         # A sharded subscription to a channel for which this answers true is refused with MOVED.
         self.refuse: Callable[[str], bool] | None = None
         self.closed = False
-        self._inbox: asyncio.Queue[dict | BaseException] = asyncio.Queue()
+        self.reads = 0
+        self._inbox: asyncio.Queue[Reply | BaseException] = asyncio.Queue()
+        self._failure: BaseException | None = None
 
     async def subscribe(self, *channels: str) -> None:
         self.subscribes.append(channels)
         for channel in channels:
             self.channels.add(channel)
-            self._inbox.put_nowait({"type": "subscribe", "channel": channel, "data": 1})
+            self._inbox.put_nowait(Reply("subscribe", channel, 1))
         self.on_subscribe(self)
 
     async def unsubscribe(self, channel: str) -> None:
@@ -429,7 +415,7 @@ class FakePubSub:
                 self._inbox.put_nowait(ResponseError(f"MOVED 0 {channel}"))
                 return
             self.channels.add(channel)
-            self._inbox.put_nowait({"type": "ssubscribe", "channel": channel, "data": 1})
+            self._inbox.put_nowait(Reply("ssubscribe", channel, 1))
         self.on_subscribe(self)
 
     async def sunsubscribe(self, channel: str) -> None:
@@ -438,36 +424,45 @@ class FakePubSub:
         self.unsubscribed.append(channel)
 
     def publish(self, channel: str, data: str) -> None:
-        self._inbox.put_nowait({"type": "message", "channel": channel, "data": data})
+        self._inbox.put_nowait(Reply("message", channel, data))
 
     def spublish(self, channel: str, data: str) -> None:
         if channel in self.channels:
-            self._inbox.put_nowait({"type": "smessage", "channel": channel, "data": data})
+            self._inbox.put_nowait(Reply("smessage", channel, data))
 
     def slot_moved(self, channel: str) -> None:
         """The server unsubscribes a channel whose slot it gave away, unasked."""
         self.channels.discard(channel)
-        self._inbox.put_nowait({"type": "sunsubscribe", "channel": channel, "data": 0})
+        self._inbox.put_nowait(Reply("sunsubscribe", channel, 0))
 
     def fail(self, error: BaseException) -> None:
         self._inbox.put_nowait(error)
 
-    def wake(self) -> None:
-        """Something arrives that is no message (a reply the library read), waking the reader."""
-        self._inbox.put_nowait({"type": "pong", "channel": None, "data": "x"})
-
-    async def get_message(self, timeout: float | None = None) -> dict | None:
-        try:
-            async with asyncio.timeout(timeout):
-                item = await self._inbox.get()
-        except TimeoutError:
-            return None
-        if isinstance(item, BaseException):
-            raise item
-        return item
+    async def read(self, timeout: float) -> list[Reply]:
+        if self._failure is None:
+            try:
+                async with asyncio.timeout(timeout):
+                    first = await self._inbox.get()
+            except TimeoutError:
+                return []
+            self.reads += 1
+            replies: list[Reply] = []
+            item: Reply | BaseException = first
+            while True:
+                if isinstance(item, BaseException):
+                    self._failure = item
+                    break
+                replies.append(item)
+                if self._inbox.empty():
+                    break
+                item = self._inbox.get_nowait()
+            if replies:
+                return replies
+        failure, self._failure = self._failure, None
+        raise failure
 
     async def ping(self, message: str) -> None:
-        self._inbox.put_nowait({"type": "pong", "channel": None, "data": message})
+        self._inbox.put_nowait(Reply("pong", None, message))
 
     async def aclose(self) -> None:
         self.closed = True
@@ -525,4 +520,8 @@ class FakeCluster:
 
 def hub(client: FakePubSubClient | FakeCluster | None = None, **kwargs: object) -> Hub:
     """A hub over a fake pub/sub client; its health interval is long so no ping or deafness interferes."""
-    return Hub(redis=None, pubsub_nodes=client or FakePubSubClient(), health_seconds=60, **kwargs)
+    return Hub(redis=None, pubsub_nodes=client or FakePubSubClient(), health_seconds=60, open_wire=_open, **kwargs)
+
+
+async def _open(client: FakePubSubClient) -> FakePubSub:
+    return client.pubsub()

@@ -11,6 +11,7 @@ from services.gateway import timeline
 from services.gateway.closes import Close
 from services.gateway.hub import LocalRoom
 from services.gateway.protocol import encode_text_frame
+from services.gateway.wire import Reply
 from tests.unit.fakes import FakeCluster, FakePubSubClient, FakeSubscriber, event, hub, until
 
 CHANNEL = room_key("ROOM")
@@ -136,10 +137,10 @@ async def test_foreign_garbage_on_a_room_channel_is_ignored(garbage):
     room.link = the_hub._control
     member = FakeSubscriber()
     room.sockets.add(member)
-    await the_hub._control._handle({"type": "message", "channel": CHANNEL, "data": garbage})
+    await the_hub._control._handle(Reply("message", CHANNEL, garbage))
     assert member.delivered == [] and member.ephemeral == [] and member.closed == []
     assert room.last_id is None and fanned == []
-    await the_hub._control._handle({"type": "message", "channel": CHANNEL, "data": event(1)[1]})
+    await the_hub._control._handle(Reply("message", CHANNEL, event(1)[1]))
     assert member.ids == [(1, 0)] and fanned == [1], "the room still works after the garbage"
 
 
@@ -148,7 +149,7 @@ async def test_a_revocation_closes_that_sessions_sockets_only():
     mine, other = FakeSubscriber(session_id="s1"), FakeSubscriber(session_id="s2")
     the_hub.watch_session(mine)
     the_hub.watch_session(other)
-    await the_hub._control._handle({"type": "message", "channel": REVOCATIONS_CHANNEL, "data": "s1"})
+    await the_hub._control._handle(Reply("message", REVOCATIONS_CHANNEL, "s1"))
     assert [code for code, _ in mine.closed] == [Close.SESSION_ENDED]
     assert other.closed == []
 
@@ -215,39 +216,37 @@ async def test_after_a_dropped_subscription_missed_events_come_first_and_once(mi
         await the_hub.stop()
 
 
-async def test_a_reconnect_behind_the_hubs_back_runs_recovery(missed):
+async def test_every_message_one_read_brings_is_handed_over_in_order(missed):
+    _, reads = missed
+    client = FakePubSubClient()
+    the_hub, member = await _running_hub(client)
+    try:
+        session = client.sessions[0]
+        before = session.reads
+        for ms in range(1, 6):
+            session.publish(CHANNEL, event(ms)[1])
+        await until(lambda: len(member.ids) == 5)
+        assert member.ids == [(ms, 0) for ms in range(1, 6)]
+        assert session.reads == before + 1, "one read brought all five"
+        assert reads == []
+    finally:
+        await the_hub.stop()
+
+
+async def test_a_failure_read_behind_messages_comes_after_them(missed):
     stream, reads = missed
     client = FakePubSubClient()
     the_hub, member = await _running_hub(client)
     try:
         first = client.sessions[0]
-        stream.append(event(1))
+        stream.extend([event(1), event(2), event(3)])
         first.publish(CHANNEL, event(1)[1])
-        await until(lambda: member.ids == [(1, 0)])
-
-        # The client library reconnects on its own and re-subscribes: 2 was published in between, unheard.
-        stream.append(event(2))
-        first.connection.reconnect()
-        first.wake()
+        first.publish(CHANNEL, event(2)[1])
+        first.fail(RedisConnectionError("connection lost"))
         await until(lambda: len(client.sessions) == 2 and the_hub.is_connected())
-        await until(lambda: (2, 0) in member.ids)
-
-        assert member.ids == [(1, 0), (2, 0)]
-        assert reads == [("ROOM", (1, 0))]
-        assert first.closed and first.connection.callbacks == [], "the old connection is no longer watched"
-    finally:
-        await the_hub.stop()
-
-
-async def test_a_connect_callback_for_another_connection_is_not_a_reset(missed):
-    _, reads = missed
-    client = FakePubSubClient()
-    the_hub, member = await _running_hub(client)
-    try:
-        the_hub._control._connection_reset(object())
-        client.sessions[0].publish(CHANNEL, event(1)[1])
-        await until(lambda: member.ids == [(1, 0)])
-        assert len(client.sessions) == 1 and reads == []
+        await until(lambda: (3, 0) in member.ids)
+        assert member.ids == [(1, 0), (2, 0), (3, 0)]
+        assert reads == [("ROOM", (2, 0))], "the gap is read from the last event heard before the failure"
     finally:
         await the_hub.stop()
 
