@@ -271,18 +271,22 @@ class Worker:
     async def _reconnect(self, member: Member, storm: Storm) -> None:
         """The web client's reconnect: jittered backoff, ``since`` the last event, the outbox sent again.
 
-        The socket died uncleanly, so the first attempt is spread wider; a refusal's retry hint is waited out.
+        The socket died uncleanly, so the first attempt is spread wider; after a refusal with a retry hint,
+        the hint is the delay instead of the backoff's.
         """
         try:
-            hint = 0.0
+            hint = None
             for attempt in range(BACKOFF_ATTEMPTS):
-                await asyncio.sleep(max(hint, drop_delay() if attempt == 0 else backoff_delay(attempt)))
+                if hint is not None:
+                    await asyncio.sleep(hint)
+                else:
+                    await asyncio.sleep(drop_delay() if attempt == 0 else backoff_delay(attempt))
                 since = f"&since={member.last_event_id}" if member.last_event_id else ""
                 try:
                     await self._open(member, "127.0.0.1", member.spec.fallback, member.spec.path + since, storm)
                 except Exception as exc:
                     storm.failures[_reason(exc)] += 1
-                    hint = getattr(exc, "retry_after", None) or 0.0
+                    hint = getattr(exc, "retry_after", None)
                     continue
                 storm.back_ns.append(time.monotonic_ns() - storm.kill_at_ns)
                 storm.attempts[attempt + 1] += 1

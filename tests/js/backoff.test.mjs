@@ -29,13 +29,15 @@ test('the first reconnect after an unclean close is spread over [base/2, dropSpr
   assert.equal(b.next({ dropped: true }), 1000, 'only the first attempt is spread wider');
 });
 
-test('a retry hint is read from a close reason and never undercut', () => {
+test('a retry hint is read from a close reason and is the delay, still an attempt', () => {
   assert.equal(retryHint('too many handshakes on this replica; retry_after_ms=850'), 850);
   assert.equal(retryHint('connecting too often; retry_after_ms=1000'), 1000);
   assert.equal(retryHint('this replica lost Redis; reconnect'), null);
   assert.equal(retryHint(undefined), null);
   assert.equal(retryHint('retry_after_ms=99999999'), MAX_HINT_MS);
-  const b = new Backoff({ random: () => 0 });
-  assert.equal(b.next({ atLeast: 4000 }), 4000);
-  assert.equal(b.next({ atLeast: 10 }), 500, 'a short hint leaves the backoff as it is');
+  const b = new Backoff({ attempts: 3, random: () => 0 });
+  assert.equal(b.next({ hint: 4000 }), 4000, 'longer than the backoff: waited out');
+  assert.equal(b.next({ hint: 10 }), 10, 'shorter: the server has a slot for it sooner');
+  assert.equal(b.next({ hint: null }), 1000, 'no hint: the backoff');
+  assert.equal(b.next({ hint: 10 }), null, 'hinted refusals count as attempts');
 });

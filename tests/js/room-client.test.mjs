@@ -183,6 +183,17 @@ test('a 1013 with a retry hint is not retried before the hint', () => {
   assert.equal(conn.state, 'online');
 });
 
+test('a hint shorter than the backoff is followed too', () => {
+  const { clock, sockets, conn, welcome } = setup({ attempts: 8 });
+  conn.start();
+  welcome(sockets[0]);
+  for (let i = 0; i < 4; i += 1) {
+    sockets.at(-1).serverClose(CLOSE.TRY_AGAIN, true, 'too many handshakes on this replica; retry_after_ms=40');
+    clock.advance(40);
+  }
+  assert.equal(sockets.length, 5, 'the fourth backoff step would have waited 2-4 s');
+});
+
 test('the first reconnect after an unclean close is spread wider than the backoff\'s first step', async () => {
   const { clock, sockets, conn, welcome } = setup();
   conn.start();

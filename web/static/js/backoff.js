@@ -7,7 +7,9 @@
 // close is spread over `dropSpread` rather than the first step's half second.
 // A gateway that refuses a handshake because too many arrive at once says in
 // its 1013's reason when to come back (`retry_after_ms=N`); the client waits
-// at least that long.
+// that long instead of its backoff's delay: the server gives each refused
+// client a slot of its own, and a backoff longer than the slot would only
+// keep the client away while the server could take it.
 
 export const BACKOFF = { base: 500, max: 10000, attempts: 8, dropSpread: 3000 };
 /** A retry hint longer than this is read as this: a confused server cannot park a client for hours. */
@@ -43,14 +45,18 @@ export class Backoff {
 
   /**
    * The next delay, or null once every attempt is used up. `dropped`: the
-   * socket closed uncleanly, so a first attempt is spread wider; `atLeast`:
-   * the server's retry hint, which the delay never undercuts.
+   * socket closed uncleanly, so a first attempt is spread wider; `hint`:
+   * the server's retry hint, the delay instead of the backoff's. Either way
+   * it is an attempt: a server that keeps refusing is given up on.
    */
-  next({ dropped = false, atLeast = 0 } = {}) {
+  next({ dropped = false, hint = null } = {}) {
     if (this.attempt >= this.attempts) return null;
-    const delay = dropped && this.attempt === 0 ? dropDelay(this.options) : backoffDelay(this.attempt, this.options);
+    let delay;
+    if (hint != null) delay = hint;
+    else if (dropped && this.attempt === 0) delay = dropDelay(this.options);
+    else delay = backoffDelay(this.attempt, this.options);
     this.attempt += 1;
-    return Math.max(delay, atLeast);
+    return delay;
   }
 
   get exhausted() {

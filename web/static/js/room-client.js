@@ -279,7 +279,7 @@ export class RoomConnection {
     }
     // A 1013 may say when to come back (the replica refuses handshakes beyond its rate).
     const hint = code === CLOSE.TRY_AGAIN ? retryHint(ev.reason) : null;
-    this.scheduleReconnect(null, hint == null ? {} : { atLeast: hint });
+    this.scheduleReconnect(null, { hint });
     return undefined;
   }
 
