@@ -30,9 +30,9 @@ class GatewaySettings(ServiceSettings):
     connects_per_user_per_minute: int = Field(default=60, ge=1)
     # Handshakes one replica starts per second, all clients together (bursts of ``handshake_burst``); beyond
     # them a socket is closed with 1013 and a retry hint before any token or Redis work. A connect costs
-    # 1.7-2.2 ms of the event loop's one core (docs/capacity.md): 400 a second leave at least a quarter of
-    # a core of its own to the sockets already open, yet take a dead replica's share of sockets about as
-    # fast as the loop could unbounded; a burst of 20 holds their frames back by 50 ms at most.
+    # 1.7-2.2 ms of the event loop's one core (docs/capacity.md): 400 a second take at most 0.7-0.9 of a
+    # core of its own, the rest left to the sockets already open, yet take a dead replica's share of sockets
+    # about as fast as the loop could unbounded; a burst of 20 holds their frames back by 50 ms at most.
     handshake_rate_per_second: float = Field(default=400.0, gt=0, le=1_000_000)
     handshake_burst: int = Field(default=20, ge=1, le=1_000_000)
     # A stored message event is at most this many bytes (escapes included): history costs bytes, not characters.
