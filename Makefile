@@ -33,7 +33,7 @@ CONTAINER_SUITES := tests/integration/test_delivery.py tests/integration/test_fa
 # The suites that touch Redis run a second time on a Redis Cluster (3 masters, 3 replicas), but for the
 # tests that restart or cut off the one server (marked single_redis), and people chat in the browser on it.
 CLUSTER_SUITES := $(addprefix tests/integration/,test_chat.py test_presence.py test_delivery.py test_replicas.py \
-	test_sessions.py test_rooms_api.py test_failures.py test_abuse_ws.py test_acks_replicated.py) tests/e2e/test_chat.py
+	test_sessions.py test_rooms_api.py test_failures.py test_abuse_ws.py test_acks_replicated.py test_handshake_admission.py) tests/e2e/test_chat.py
 
 ## The whole suite with real servers, browser tests and the compose deployment included;
 ## then the delivery, failure and session suites on testcontainers, and the Redis suites on a Redis Cluster.
