@@ -181,7 +181,7 @@ class _Link:
         while not self.stopping:
             try:
                 await self._connect_and_listen()
-            except (RedisError, OSError, DeafSubscription) as exc:
+            except (RedisError, RedisClusterException, OSError, DeafSubscription) as exc:
                 log.warning("pub/sub connection lost; reconnecting", extra={"error": str(exc), "link": self.name})
             except asyncio.CancelledError:
                 if self.stopping:
@@ -209,6 +209,11 @@ class _Link:
         return await self.hub.open_wire(client)
 
     async def _connect_and_listen(self) -> None:
+        if self.sharded and self.lost_at is not None:
+            # Reconnecting to a shard: its primary may have failed over, and this address may answer again
+            # as a restarted node that still claims the slots, or as a replica; a room subscribed there
+            # would miss what its real primary publishes. Rooms first go where the slot map says.
+            await self.hub.reassign()
         self.wire = wire = await self._open()
         pending = set(self._channels())
         subscribed: set[str] = set()
@@ -448,23 +453,33 @@ class Hub:
             await self._replace.wait()
             self._replace.clear()
             try:
-                await self.nodes.refresh()
+                if not await self.reassign():
+                    self._replace.set()
             except (RedisError, RedisClusterException, OSError) as exc:
                 log.warning("cluster slot map unavailable; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(MAX_BACKOFF_SECONDS)
                 self._replace.set()
                 continue
-            for room in list(self.rooms.values()):
-                node = self.nodes.owner(room.channel)
-                if node is None:
-                    self._replace.set()
-                elif room.link is None or room.link.node != node:
-                    await self._move(room, self._link(node))
             for node in [node for node, link in self._links.items() if not link.codes and not link.connected.is_set()]:
                 # A link with no room that cannot connect (a primary gone for good) is let go.
                 await self._links.pop(node).stop()
             if self._replace.is_set():
                 await asyncio.sleep(MAX_BACKOFF_SECONDS)
+
+    async def reassign(self) -> bool:
+        """Read the slot map and move each room to the link of the primary that owns its slot now.
+
+        Returns False if some room's owner is not known yet.
+        """
+        await self.nodes.refresh()
+        known = True
+        for room in list(self.rooms.values()):
+            node = self.nodes.owner(room.channel)
+            if node is None:
+                known = False
+            elif room.link is None or room.link.node != node:
+                await self._move(room, self._link(node))
+        return known
 
     async def _move(self, room: LocalRoom, link: _Link) -> None:
         old = room.link
