@@ -384,7 +384,10 @@ async def test_a_room_whose_slot_moves_resubscribes_on_the_new_primary_and_recov
         await the_hub.stop()
 
 
-async def test_after_a_failover_rooms_move_to_the_promoted_primary_with_no_gap(missed):
+@pytest.mark.parametrize("placer", ["running", "stopped"])
+async def test_after_a_failover_rooms_move_to_the_promoted_primary_with_no_gap(missed, placer):
+    """With the placer stopped only the reconnecting link itself can notice the failover: a primary restarted
+    right after its replica took over answers again, stale, and the room must not be subscribed there again."""
     stream, _ = missed
     cluster = FakeCluster()
     the_hub, members = await _sharded_hub(cluster, "AAAA")
@@ -393,36 +396,13 @@ async def test_after_a_failover_rooms_move_to_the_promoted_primary_with_no_gap(m
         stream.append(event(1))
         cluster.session("a:1").spublish(room_key("AAAA"), event(1)[1])
         await until(lambda: member.ids == [(1, 0)])
+        if placer == "stopped":
+            the_hub._placer.cancel()
 
         # a:1 dies; its replica c:1 takes its slots, and 2 is stored there meanwhile.
         cluster.owners[room_key("AAAA")] = "c:1"
         stream.append(event(2))
         cluster.session("a:1").fail(RedisConnectionError("connection reset"))
-        await until(lambda: (2, 0) in member.ids)
-        cluster.session("c:1").spublish(room_key("AAAA"), event(3)[1])
-        await until(lambda: (3, 0) in member.ids)
-        assert member.ids == [(1, 0), (2, 0), (3, 0)]
-        assert the_hub.rooms["AAAA"].link.node == "c:1"
-    finally:
-        await the_hub.stop()
-
-
-async def test_a_shard_link_reconnecting_puts_its_rooms_where_the_slot_map_says_first(missed):
-    """A primary restarted right after its replica took over answers again, stale: its rooms must not stay there."""
-    stream, _ = missed
-    cluster = FakeCluster()
-    the_hub, members = await _sharded_hub(cluster, "AAAA")
-    member = members["AAAA"]
-    try:
-        stream.append(event(1))
-        cluster.session("a:1").spublish(room_key("AAAA"), event(1)[1])
-        await until(lambda: member.ids == [(1, 0)])
-        # Only the reconnecting link itself can notice the failover: the placer is not running.
-        the_hub._placer.cancel()
-        cluster.owners[room_key("AAAA")] = "c:1"
-        stream.append(event(2))
-        cluster.session("a:1").fail(RedisConnectionError("connection reset"))
-        await until(lambda: "c:1" in cluster.nodes and room_key("AAAA") in cluster.session("c:1").channels)
         await until(lambda: (2, 0) in member.ids)
         cluster.session("c:1").spublish(room_key("AAAA"), event(3)[1])
         await until(lambda: (3, 0) in member.ids)
