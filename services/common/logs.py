@@ -47,6 +47,11 @@ class NoQueryStrings(logging.Filter):
 
 def configure_logging(service: str, level: str, fmt: str) -> None:
     """Send every logger, uvicorn's included, to stderr in the chosen format."""
+    # Neither format shows the caller's file and line, the thread or the process: not looking them up
+    # saves every record a walk up the stack, which also gives each coroutine on the way a frame
+    # object that a socket's long-lived coroutines would keep for hours.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter(service))

@@ -44,6 +44,10 @@ WRITE_FRAME_EXTENSION = "sala.websocket.write_frame"
 AFTER_CLOSE_BYTES = 64 * 1024
 
 log = logging.getLogger(__name__)
+# websockets' own log for each connection: its errors only. Its "connection open" and "connection closed" at
+# INFO cost every connect a log line that says less than uvicorn's and the gateway's own.
+WEBSOCKETS_LOG = logging.getLogger("uvicorn.error.websockets")
+WEBSOCKETS_LOG.setLevel(logging.WARNING)
 
 
 def encode_text_frame(text: str) -> bytes:
@@ -112,6 +116,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         # websockets traces every header and frame at DEBUG: bearer tokens and
         # chat messages have no place in logs, whatever the level.
         self.conn.debug = False
+        self.conn.logger = WEBSOCKETS_LOG
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

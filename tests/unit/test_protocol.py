@@ -212,3 +212,4 @@ async def test_debug_logging_never_traces_headers_or_frames(caplog):
     assert transport.written.startswith(b"HTTP/1.1 101 ")
     assert "secret-token" not in caplog.text
     assert "private message" not in caplog.text
+    assert "connection open" not in caplog.text, "websockets' own INFO lines are not logged"
