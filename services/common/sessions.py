@@ -1,9 +1,11 @@
 """Authenticating a request or a WebSocket handshake: find the token, verify it, check revocation."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from fastapi import HTTPException, Request, status
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 
 from services.common.redis_schema import (
     REVOCATIONS_CHANNEL,
@@ -39,13 +41,18 @@ class RevocationsUnknown(Exception):
     """Redis lost the revocation list (it restarted empty) and auth has not restored it yet."""
 
 
-async def session_revoked(redis: Redis, session_id: str) -> bool:
+async def session_revoked(
+    redis: Redis, session_id: str, also: Callable[[Pipeline | ClusterPipeline], object] = lambda pipe: None
+) -> bool:
     """Whether the session was revoked; a Redis lookup, never a call to auth.
 
-    Raises RevocationsUnknown rather than trust a token Redis may have forgotten revoking.
+    ``also`` adds commands of the caller's to the same round trip (their
+    replies are dropped; an error among them raises). Raises
+    RevocationsUnknown rather than trust a token Redis may have forgotten revoking.
     """
     async with redis.pipeline(transaction=False) as pipe:
-        revoked, loaded = await pipe.exists(revoked_key(session_id)).exists(REVOCATIONS_LOADED).execute()
+        also(pipe.exists(revoked_key(session_id)).exists(REVOCATIONS_LOADED))
+        revoked, loaded, *_ = await pipe.execute()
     if not loaded:
         raise RevocationsUnknown
     return bool(revoked)

@@ -10,12 +10,16 @@ as a task group would.
 """
 
 import asyncio
+import itertools
 import logging
-import uuid
+import os
+import secrets
 from collections.abc import Callable
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import RedisError
 
 from services.common.clock import utc_now_iso
@@ -34,6 +38,10 @@ from services.gateway.timeline import EventId
 
 log = logging.getLogger(__name__)
 
+# Connection ids are unique among every gateway's sockets: a random prefix, the process, then a count
+# (cheaper than a UUID each).
+CONN_ID_PREFIX = secrets.token_hex(6)
+_conn_numbers = itertools.count(1)
 # How long a new socket waits for its room's subscription (Redis may be restarting).
 SUBSCRIBE_TIMEOUT_SECONDS = 10
 # How long a close may wait for a peer that has stopped reading before the connection is dropped instead.
@@ -86,6 +94,7 @@ class ClientConnection:
         "_cut_off",
         "_receiver",
         "_ending",
+        "_indexed_as",
     )
 
     def __init__(
@@ -104,7 +113,7 @@ class ClientConnection:
         self.username = principal.username
         self.code = code
         self.since = since
-        self.conn_id = uuid.uuid4().hex
+        self.conn_id = f"{CONN_ID_PREFIX}{os.getpid():x}.{next(_conn_numbers):x}"
         self.last_id: EventId = (0, 0)
         self._context = context
         self._queue: Mailbox[tuple[EventId | None, str] | _Close] = Mailbox()
@@ -130,6 +139,8 @@ class ClientConnection:
         self._receiver: asyncio.Task[None] | None = None
         # What ended the sender, for the receiver to raise.
         self._ending: BaseException | None = None
+        # The gateway id the room was put in the rooms index under, if ``index_room`` did it.
+        self._indexed_as: str | None = None
 
     @property
     def queued(self) -> int:
@@ -191,6 +202,10 @@ class ClientConnection:
 
     # The socket's life.
 
+    def index_room(self, pipe: Pipeline | ClusterPipeline) -> None:
+        """Put the room in this gateway's rooms index on the caller's pipeline, ahead of the join."""
+        self._indexed_as = self._context.presence.index(pipe, self.code)
+
     def release_seat(self) -> None:
         """Give the socket's place in its user's and address's counts back (once; again is harmless)."""
         self._seat.release()
@@ -237,7 +252,12 @@ class ClientConnection:
             return True
         try:
             joined = await context.presence.join(
-                self.code, self.conn_id, self.principal, self.since, context.settings.history_on_join
+                self.code,
+                self.conn_id,
+                self.principal,
+                self.since,
+                context.settings.history_on_join,
+                self._indexed_as,
             )
         except RedisError as failure:
             log.warning("Redis failed during a join", extra={"error": str(failure)})

@@ -9,7 +9,7 @@ needs from the gateway's context instead of through ``Depends``.
 from fastapi import WebSocket
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import QueryParams
 from starlette.requests import cookie_parser
 
 from services.common import ratelimit
@@ -25,6 +25,8 @@ from services.gateway.frames import FrameError
 from services.gateway.timeline import EventId
 
 SOCKET_PATH = "/ws"
+# The request headers the socket reads (ASGI names are lowercase).
+HANDSHAKE_HEADERS = frozenset({b"authorization", b"cookie", b"origin"})
 # A stream id's parts are 64-bit unsigned integers.
 MAX_ID_PART = 2**64 - 1
 
@@ -53,13 +55,21 @@ async def chat_socket(websocket: WebSocket, context: GatewayContext) -> None:
 def _handshake(websocket: WebSocket) -> tuple[str | None, bool, str, str | None, str | None]:
     """The token, whether it came from the cookie, the Origin, the room code and ``since``, read from the scope.
 
-    Read without the ``WebSocket``'s cached views (headers, cookies, query), which would keep the
-    handshake for the socket's life; the protocol drops the scope's headers once the socket is accepted.
+    One pass over the raw headers (the first of each counts, as for Starlette's
+    views), without the ``WebSocket``'s cached views, which would keep the
+    handshake for the socket's life; the protocol drops the scope's headers once
+    the socket is accepted.
     """
-    headers = Headers(scope=websocket.scope)
+    wanted: dict[bytes, str] = {}
+    for name, value in websocket.scope["headers"]:
+        if name in HANDSHAKE_HEADERS and name not in wanted:
+            wanted[name] = value.decode("latin-1")
+    cookie = wanted.get(b"cookie")
+    token, from_cookie = token_from(
+        {"authorization": wanted.get(b"authorization", "")}, cookie_parser(cookie) if cookie else {}
+    )
     query = QueryParams(websocket.scope["query_string"])
-    token, from_cookie = token_from(headers, cookie_parser(headers.get("cookie", "")))
-    return token, from_cookie, headers.get("origin", ""), normalize(query.get("room") or ""), query.get("since")
+    return token, from_cookie, wanted.get(b"origin", ""), normalize(query.get("room") or ""), query.get("since")
 
 
 async def _admit(websocket: WebSocket, context: GatewayContext) -> ClientConnection | None:
@@ -137,7 +147,8 @@ async def _seated(
     # Watched before the revocation check, so a logout racing this handshake still closes the socket.
     context.hub.watch_session(connection)
     try:
-        revoked = await session_revoked(context.redis, principal.session_id)
+        # The room goes in this gateway's rooms index in the same round trip; harmless if the socket goes no further.
+        revoked = await session_revoked(context.redis, principal.session_id, also=connection.index_room)
     except (RevocationsUnknown, RedisError):
         context.hub.detach(connection)
         seat.release()

@@ -189,8 +189,17 @@ class FakePresence:
         self.leaves: list[tuple[str, str, bool]] = []
         self.unrecorded: list[tuple[str, str, bool]] = []
 
+    def index(self, pipe: object, code: str) -> str:
+        return "gw-fake"
+
     async def join(
-        self, code: str, conn_id: str, principal: Principal, since: EventId | None, latest: int
+        self,
+        code: str,
+        conn_id: str,
+        principal: Principal,
+        since: EventId | None,
+        latest: int,
+        indexed_as: str | None = None,
     ) -> Joined | None:
         if not self.live:
             return None

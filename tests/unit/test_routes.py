@@ -88,3 +88,45 @@ async def test_a_gateway_without_its_bus_refuses_the_handshake_with_503():
     assert start["type"] == "websocket.http.response.start" and start["status"] == 503
     assert (b"retry-after", b"1") in start["headers"]
     assert ctx.hub.sessions == {}
+
+
+def recording_verifier(ctx: object) -> list[str]:
+    """Have ``ctx`` verify every token as valid, recording which token it was given."""
+    seen: list[str] = []
+
+    def verify(token: str) -> object:
+        seen.append(token)
+        return principal()
+
+    ctx.verifier = SimpleNamespace(verify=verify)
+    return seen
+
+
+async def test_the_first_authorization_header_is_the_one_verified():
+    ctx = gateway_context(UnreachableRedis())
+    seen = recording_verifier(ctx)
+    asgi = ASGISocket()
+    asgi.scope["headers"] = [(b"authorization", b"Bearer first"), (b"authorization", b"Bearer second")]
+    await chat_socket(asgi.websocket(), ctx)
+    assert seen == ["first"]
+
+
+async def test_a_session_cookie_from_a_foreign_origin_is_refused_before_the_upgrade():
+    ctx = gateway_context(UnreachableRedis())
+    seen = recording_verifier(ctx)
+    asgi = ASGISocket()
+    asgi.scope["headers"] = [(b"cookie", b"chat_session=from-cookie"), (b"origin", b"https://evil.example")]
+    await chat_socket(asgi.websocket(), ctx)
+    assert [(sent["type"], sent["code"]) for sent in asgi.sent] == [("websocket.close", Close.POLICY)]
+    assert seen == []
+
+
+async def test_a_session_cookie_from_an_allowed_origin_is_verified():
+    ctx = gateway_context(UnreachableRedis())
+    seen = recording_verifier(ctx)
+    asgi = ASGISocket()
+    origin = ctx.settings.allowed_origins[0].encode()
+    asgi.scope["headers"] = [(b"origin", origin + b"/"), (b"cookie", b"theme=dark; chat_session=from-cookie")]
+    await chat_socket(asgi.websocket(), ctx)
+    assert asgi.sent[0]["type"] == "websocket.accept"
+    assert seen == ["from-cookie"]
