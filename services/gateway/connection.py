@@ -283,7 +283,7 @@ class ClientConnection:
             "room": {"code": self.code, "name": joined.name},
             "you": self.principal.username,
             "members": orjson.Fragment(joined.members_json),
-            "history": [orjson.Fragment(frame) for frame in history.frames],
+            "history": orjson.Fragment(history.frames_json),
         }
         if self.since is not None:
             welcome["truncated"] = history.truncated

@@ -79,12 +79,12 @@ class Presence:
         result = await self._scripts.join(keys=[room_key(code)], args=args)
         if result is None:
             return None
-        event_id, members_json, name, entries, *stream = result
+        event_id, members_json, name, frames_json, last_id, *stream = result
         return Joined(
             event_id=event_id,
             members_json=members_json,
             name=name or None,
-            history=joined_history(entries, since, stream[0] if stream else None),
+            history=joined_history(frames_json, last_id, since, stream[0] if stream else None),
         )
 
     async def leave(self, code: str, conn_id: str, explicit: bool) -> str:

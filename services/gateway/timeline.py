@@ -11,28 +11,22 @@ EventId = tuple[int, int]
 
 @dataclass(frozen=True, slots=True)
 class History:
-    frames: list[str]
+    # The events' frames as one JSON array, oldest first, as the welcome carries them.
+    frames_json: str
     last_id: EventId | None
     truncated: bool
 
 
-def _body(fields: list[str]) -> str:
-    """The event JSON of a stream entry's fields as a script returns them (``["e", body]``)."""
-    for index in range(0, len(fields), 2):
-        if fields[index] == "e":
-            return fields[index + 1]
-    raise ValueError("a stream entry without its event")
-
-
-def joined_history(entries: list, since: EventId | None, stream: list | None) -> History:
-    """The history the join script read with the join: the latest events (it gives them newest first),
-    or every retained event after ``since``, flagging any that trimming removed.
+def joined_history(frames_json: str, last_id: str, since: EventId | None, stream: list | None) -> History:
+    """The history the join script read with the join: the latest events, or every retained event after
+    ``since``, flagging any that trimming removed. The script gives the frames as one JSON array, and the
+    last one's id ('' for none).
     """
-    if since is None:
-        entries.reverse()
-    frames = [event_frame(event_id, _body(fields)) for event_id, fields in entries]
-    last_id = parse_event_id(entries[-1][0]) if entries else None
-    return History(frames=frames, last_id=last_id, truncated=since is not None and _trimmed_after(since, stream))
+    return History(
+        frames_json=frames_json,
+        last_id=parse_event_id(last_id) if last_id else None,
+        truncated=since is not None and _trimmed_after(since, stream),
+    )
 
 
 def _trimmed_after(since: EventId, stream: list | None) -> bool:

@@ -182,7 +182,7 @@ class FakePresence:
     ``explicit`` flag.
     """
 
-    history = History(frames=[], last_id=None, truncated=False)
+    history = History(frames_json="[]", last_id=None, truncated=False)
 
     def __init__(self, live: bool = True) -> None:
         self.live = live

@@ -421,7 +421,8 @@ async def test_a_message_to_a_room_that_closed_closes_4404():
 def history(monkeypatch):
     """The room's history as the join script reads it."""
     frames = [event(4)[1], event(5)[1]]
-    monkeypatch.setattr(FakePresence, "history", History(frames=frames, last_id=(5, 0), truncated=False))
+    frames_json = "[" + ",".join(frames) + "]"
+    monkeypatch.setattr(FakePresence, "history", History(frames_json=frames_json, last_id=(5, 0), truncated=False))
     return frames
 
 
