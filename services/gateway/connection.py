@@ -304,6 +304,9 @@ class ClientConnection:
     async def _receive(self) -> None:
         """Receive the client's frames until the socket ends: by them, by the peer, or by the sender's failure."""
         receiver = self._receiver = asyncio.current_task()
+        # Events queued while the socket joined are mostly in its welcome's history (its own join among them):
+        # dropped now, they need no sender, and the frames that follow can be written straight away.
+        self._queue.drop_leading(self._in_history)
         self._start_sender()
         try:
             await self._receive_loop()
@@ -332,6 +335,9 @@ class ClientConnection:
             log.info("peer not reading; connection dropped", extra={"conn": self.conn_id, "code": code})
         except (RuntimeError, OSError, WebSocketDisconnect):
             log.debug("socket already closed", extra={"conn": self.conn_id})
+
+    def _in_history(self, item: tuple[EventId | None, str] | _Close) -> bool:
+        return isinstance(item, tuple) and item[0] is not None and item[0] <= self.last_id
 
     def _start_sender(self) -> None:
         """Start a sender for the waiting frames, if the socket is receiving and none runs."""

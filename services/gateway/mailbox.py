@@ -10,7 +10,7 @@ someone waits.
 
 import asyncio
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -53,6 +53,14 @@ class Mailbox(Generic[T]):
         if not items:
             self._items = None
         return item
+
+    def drop_leading(self, stale: Callable[[T], bool]) -> None:
+        """Drop the items at the head of the queue for which ``stale`` holds, up to the first that is not."""
+        items = self._items
+        while items and stale(items[0]):
+            items.popleft()
+        if not items:
+            self._items = None
 
     async def get(self) -> T:
         while self._items is None:

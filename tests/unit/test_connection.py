@@ -306,6 +306,32 @@ async def test_frames_queued_before_the_receive_loop_wait_for_it():
         await cancel(task)
 
 
+async def test_events_the_welcome_already_gave_need_no_sender():
+    conn = connection()
+    deliver(conn, 3)
+    deliver(conn, 4)
+    conn.last_id = (5, 0)
+    task = await run_pump(conn)
+    try:
+        assert conn.queued == 0 and conn._sender is None
+        assert conn.websocket.sent == []
+    finally:
+        await cancel(task)
+
+
+async def test_events_after_the_welcome_s_history_still_go_out_in_order():
+    conn = connection()
+    for ms in (4, 6, 5, 7):
+        deliver(conn, ms)
+    conn.last_id = (5, 0)
+    task = await run_pump(conn)
+    try:
+        await until(lambda: conn.queued == 0 and conn._sender is None)
+        assert conn.websocket.sent == [event(6)[1], event(7)[1]]
+    finally:
+        await cancel(task)
+
+
 async def test_a_cancellation_from_outside_is_no_sender_failure():
     conn, websocket, writer = idle_socket()
     writer.accepting = False

@@ -74,3 +74,15 @@ async def test_a_cancelled_gate_waiter_is_forgotten():
         await waiter
     assert not gate._waiters
     gate.set()
+
+
+def test_drop_leading_stops_at_the_first_item_to_keep():
+    mailbox: Mailbox[int] = Mailbox()
+    for item in (1, 2, 5, 1, 7):
+        mailbox.put_nowait(item)
+    mailbox.drop_leading(lambda item: item < 3)
+    assert list(mailbox) == [5, 1, 7]
+    mailbox.drop_leading(lambda item: item < 10)
+    assert mailbox.empty() and mailbox.qsize() == 0 and list(mailbox) == []
+    mailbox.drop_leading(lambda item: True)
+    assert mailbox.empty()
