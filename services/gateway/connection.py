@@ -287,8 +287,12 @@ class ClientConnection:
         }
         if self.since is not None:
             welcome["truncated"] = history.truncated
-        await self.websocket.send_text(orjson.dumps(welcome).decode())
-        self._write_frame = (self.websocket.scope.get("extensions") or {}).get(WRITE_FRAME_EXTENSION)
+        encoded = orjson.dumps(welcome)
+        write_frame = (self.websocket.scope.get("extensions") or {}).get(WRITE_FRAME_EXTENSION)
+        # Straight to the transport when it can take it (it nearly always can), else the ASGI way, which waits.
+        if write_frame is None or not write_frame(encode_text_frame(encoded)):
+            await self.websocket.send_text(encoded.decode())
+        self._write_frame = write_frame
 
     async def _pump(self) -> None:
         try:

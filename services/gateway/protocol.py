@@ -50,9 +50,11 @@ WEBSOCKETS_LOG = logging.getLogger("uvicorn.error.websockets")
 WEBSOCKETS_LOG.setLevel(logging.WARNING)
 
 
-def encode_text_frame(text: str) -> bytes:
-    """A server's text frame on the wire: unmasked and uncompressed, so the same bytes suit every socket."""
-    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+def encode_text_frame(text: str | bytes) -> bytes:
+    """A server's text frame on the wire (from the text, or its UTF-8): unmasked and uncompressed, so the same
+    bytes suit every socket.
+    """
+    return Frame(Opcode.TEXT, text.encode() if isinstance(text, str) else text).serialize(mask=False)
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):

@@ -466,14 +466,29 @@ async def test_the_welcome_comes_first_and_live_events_after_it_once(history):
     conn, websocket, writer, hub, presence, task = await start()
     try:
         await until(lambda: conn._write_frame is not None)
-        welcome = orjson.loads(websocket.sent[0])
+        welcome = orjson.loads(writer.transcript[0])
         assert welcome["type"] == "welcome" and welcome["you"] == "ana" and welcome["members"] == ["ana"]
         assert [item["id"] for item in welcome["history"]] == ["4-0", "5-0"]
+        assert websocket.sent == [], "the welcome went straight to the transport"
         room = hub.rooms["ROOM"]
         assert room.last_id == (5, 0) and conn.last_id == (5, 0)
         for ms in (5, 6):
             room.dispatch(*event(ms))
-        assert writer.transcript == [websocket.sent[0], event(6)[1]]
+        assert writer.transcript[1:] == [event(6)[1]]
+    finally:
+        await cancel(task)
+
+
+async def test_a_welcome_the_transport_cannot_take_now_is_sent_the_asgi_way(history):
+    writer = FakeWriter()
+    writer.accepting = False
+    websocket = FakeWebSocket(writer)
+    conn = connection(context(hub=FakeHub(), presence=FakePresence()), websocket)
+    task = asyncio.create_task(conn.run())
+    try:
+        await until(lambda: conn._write_frame is not None)
+        assert orjson.loads(websocket.sent[0])["type"] == "welcome"
+        assert writer.written == []
     finally:
         await cancel(task)
 
