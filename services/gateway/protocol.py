@@ -1,12 +1,15 @@
 """uvicorn's sans-I/O WebSocket protocol, trimmed for idle connections and fast fan-out.
 
 uvicorn keeps, for each connection's whole life, the handshake's request and
-response (with their header maps) and an ``asyncio.Queue`` and ``Event`` sized
-for uses a socket never has. This subclass frees the handshake once it is
-answered and uses the single-reader ``Mailbox`` and ``Gate``: about 6 KiB less
-per idle socket, measured by ``make bench`` (``docs/capacity.md``). uvicorn is
-pinned in ``pyproject.toml`` and ``tests/unit/test_protocol.py`` checks the
-attributes this relies on, so an upgrade that moves them fails a test.
+response (with their header maps, and the websockets parser keeps the request
+too), the ASGI scope's headers, an attribute dict, and an ``asyncio.Queue``
+and ``Event`` sized for uses a socket never has. This subclass empties the
+handshake's headers once they are answered, keeps its attributes in slots and
+uses the single-reader ``Mailbox`` and ``Gate``: about 12 KiB less per idle
+socket, measured by ``make bench`` (``docs/capacity.md``). The app must read
+the headers it needs before it accepts. uvicorn is pinned in
+``pyproject.toml`` and ``tests/unit/test_protocol.py`` checks the attributes
+this relies on, so an upgrade that moves them or adds one fails a test.
 
 It also offers the app a way around ASGI's one ``send()`` per socket per
 frame: the ``sala.websocket.write_frame`` scope extension writes a frame
