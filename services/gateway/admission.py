@@ -50,7 +50,7 @@ class HandshakeGate:
     Nothing is kept per client or per socket.
     """
 
-    __slots__ = ("_bucket", "_interval", "_max_wait", "_clock", "_promised")
+    __slots__ = ("_bucket", "_interval", "_max_wait", "_clock", "_promised", "seen")
 
     def __init__(self, rate: float, burst: int, max_wait: float, clock=time.monotonic) -> None:
         self._bucket = TokenBucket(rate, burst, clock)
@@ -59,9 +59,12 @@ class HandshakeGate:
         self._clock = clock
         # The latest slot promised to a refused handshake (monotonic seconds).
         self._promised = clock()
+        # Handshakes asked for, admitted or not: the garbage collector's storm signal.
+        self.seen = 0
 
     def admit(self) -> float | None:
         """None if this handshake may go on now, else the seconds to wait before trying again."""
+        self.seen += 1
         if self._bucket.allow():
             return None
         now = self._clock()

@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ from services.common.tokens import TokenVerifier, load_public_keys
 from services.gateway.admission import Admission
 from services.gateway.appender import MessageAppender
 from services.gateway.closes import Close
+from services.gateway.collector import Collector, CollectorPolicy
 from services.gateway.context import GatewayContext
 from services.gateway.hub import Hub
 from services.gateway.liveness import HeartbeatThread
@@ -77,26 +77,6 @@ async def _bounded(step: str, work: Awaitable[object], seconds: float = 2.0) -> 
             await work
     except TimeoutError:
         log.warning("shutdown step timed out", extra={"step": step})
-
-
-# Allocations between two collections of the youngest objects (Python's default: 700).
-GC_YOUNG_THRESHOLD = 10_000
-
-
-def settle_garbage_collection() -> None:
-    """Keep the cyclic garbage collector from rescanning what lives for hours.
-
-    Each socket holds some 70 objects the collector tracks, for hours. With
-    Python's defaults, connecting 5,000 sockets (a reconnect storm) ran seven
-    full collections, pauses of up to 0.4 s, 1.2-1.7 s of collecting in all.
-    Young objects are now collected in bigger batches, so full collections come
-    after far more allocations, and what startup made (80,000 objects) is
-    frozen out of collection for good: one full collection, 0.3 s in all,
-    pauses under 0.07 s (``make bench``, docs/capacity.md).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 class GatewayApp:
@@ -174,11 +154,23 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
         duties = Duties()
         duties.start("keep alive", partial(keep_alive, context, heartbeat))
         duties.start("reaper", partial(run_reaper, redis, scripts, ReaperSettings.of(settings)))
-        settle_garbage_collection()
+        collector = Collector(
+            CollectorPolicy(
+                settings.gc_storm_handshakes_per_second,
+                settings.gc_quiet_seconds,
+                settings.gc_max_hold_seconds,
+                settings.gc_thaw_seconds,
+            ),
+            handshakes=lambda: context.admission.handshakes.seen,
+        )
+        collector.settle()
+        metrics.gc_holding.set_function(lambda: float(collector.holding))
+        duties.start("collector", lambda duties: collector.run(duties.pause))
         try:
             yield
         finally:
             await duties.stop()
+            collector.release()
             await asyncio.to_thread(heartbeat.stop)
             await _bounded("stop the hub", hub.stop())
             with contextlib.suppress(RedisError):

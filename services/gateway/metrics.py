@@ -22,4 +22,9 @@ class GatewayMetrics:
             "Handshakes closed with 1013 and a retry hint: over SALA_HANDSHAKE_RATE_PER_SECOND",
             registry=registry,
         )
+        self.gc_holding = Gauge(
+            "sala_gateway_gc_holding",
+            "1 while full garbage collections are held through a handshake storm (SALA_GC_STORM_HANDSHAKES_PER_SECOND)",
+            registry=registry,
+        )
         self.send_queue_depth = Gauge("sala_gateway_send_queue_depth", "Frames waiting to be sent, all sockets", registry=registry)

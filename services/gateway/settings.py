@@ -35,6 +35,14 @@ class GatewaySettings(ServiceSettings):
     # about as fast as the loop could unbounded; a burst of 20 holds their frames back by 50 ms at most.
     handshake_rate_per_second: float = Field(default=400.0, gt=0, le=1_000_000)
     handshake_burst: int = Field(default=20, ge=1, le=1_000_000)
+    # The garbage collector's full passes (services/gateway/collector.py): held while handshakes arrive at
+    # this rate or faster (a reconnect storm), released once they stay under it for ``gc_quiet_seconds``
+    # or after ``gc_max_hold_seconds``; what a storm leaves is frozen, and every ``gc_thaw_seconds``
+    # one full pass at a quiet moment reclaims what froze and died since.
+    gc_storm_handshakes_per_second: float = Field(default=50.0, gt=0)
+    gc_quiet_seconds: float = Field(default=1.0, ge=0, le=3600)
+    gc_max_hold_seconds: float = Field(default=60.0, gt=0, le=3600)
+    gc_thaw_seconds: float = Field(default=600.0, ge=1, le=86_400)
     # A stored message event is at most this many bytes (escapes included): history costs bytes, not characters.
     max_event_bytes: int = Field(default=8192, ge=512)
     # A connection that has not sent its request headers within this is dropped.
