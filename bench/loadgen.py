@@ -39,6 +39,8 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 10.0
 BACKOFF_ATTEMPTS = 8
+# Refusals with a retry hint it waits out before a welcome, apart from the attempts.
+HINTED_ATTEMPTS = 30
 # Its first reconnect after an unclean close: in [base/2, this].
 DROP_SPREAD_SECONDS = 3.0
 # A 1013's retry hint (docs/protocol.md), and how often a first connect follows one before it counts as failed.
@@ -272,15 +274,22 @@ class Worker:
         """The web client's reconnect: jittered backoff, ``since`` the last event, the outbox sent again.
 
         The socket died uncleanly, so the first attempt is spread wider; after a refusal with a retry hint,
-        the hint is the delay instead of the backoff's.
+        the hint is the delay instead of the backoff's, and the refusal is not one of the attempts.
         """
         try:
             hint = None
-            for attempt in range(BACKOFF_ATTEMPTS):
+            attempt = hinted = 0
+            while True:
                 if hint is not None:
+                    if hinted >= HINTED_ATTEMPTS:
+                        break
+                    hinted += 1
                     await asyncio.sleep(hint)
                 else:
+                    if attempt >= BACKOFF_ATTEMPTS:
+                        break
                     await asyncio.sleep(drop_delay() if attempt == 0 else backoff_delay(attempt))
+                    attempt += 1
                 since = f"&since={member.last_event_id}" if member.last_event_id else ""
                 try:
                     await self._open(member, "127.0.0.1", member.spec.fallback, member.spec.path + since, storm)
@@ -289,7 +298,7 @@ class Worker:
                     hint = getattr(exc, "retry_after", None)
                     continue
                 storm.back_ns.append(time.monotonic_ns() - storm.kill_at_ns)
-                storm.attempts[attempt + 1] += 1
+                storm.attempts[attempt + hinted] += 1
                 for ref, text in list(member.pending.items()):
                     member.client.send_text(_message_frame(text, ref))
                     storm.resent += 1

@@ -37,6 +37,9 @@ function setup({ attempts = 3, handlers = {} } = {}) {
   return { clock, sockets, events, conn, seen, welcome, setOnline: (v) => { online = v; } };
 }
 
+/** Let the probe's promise and its verdict run. */
+const settle = async () => { for (let i = 0; i < 3; i += 1) await Promise.resolve(); };
+
 const msg = (id) => ({ type: 'message', id, username: 'bo', text: id, ts: '2024-01-01T00:00:00Z' });
 
 test('events at or below the last id are dropped, without a growing set', () => {
@@ -199,15 +202,51 @@ test('the first reconnect after an unclean close is spread wider than the backof
   conn.start();
   welcome(sockets[0]);
   sockets[0].serverClose(1006, false);
-  await Promise.resolve(); // the probe's verdict
-  await Promise.resolve();
   clock.advance(1000);
+  await settle();
   assert.equal(sockets.length, 1, 'random 0.5 of [250, 3000] ms is 1625 ms');
   clock.advance(625);
+  await settle();
   assert.equal(sockets.length, 2);
   sockets[1].serverClose(1006, false);
-  await Promise.resolve();
-  await Promise.resolve();
   clock.advance(750);
+  await settle();
   assert.equal(sockets.length, 3, 'the next attempt is the backoff\'s second step');
+});
+
+test('after an unclean close the HTTP API is asked at the end of the wait, not at once', async () => {
+  let probes = 0;
+  let verdict = 'ok';
+  const probe = async () => { probes += 1; return verdict; };
+  const { clock, sockets, conn, seen, welcome } = setup({ handlers: { probe } });
+  conn.start();
+  welcome(sockets[0]);
+  sockets[0].serverClose(1006, false);
+  await settle();
+  assert.equal(probes, 0, 'a storm\'s probes are spread as its sockets are');
+  clock.advance(1625);
+  await settle();
+  assert.equal(probes, 1);
+  assert.equal(sockets.length, 2, 'then the handshake');
+  verdict = 'room_closed';
+  sockets[1].serverClose(1006, false);
+  clock.advance(750);
+  await settle();
+  assert.equal(probes, 2);
+  assert.equal(sockets.length, 2, 'no handshake into a closed room');
+  assert.deepEqual(seen.ends, ['room_closed']);
+});
+
+test('refusals with a retry hint do not spend the attempts', () => {
+  const { clock, sockets, conn, welcome } = setup({ attempts: 2 });
+  conn.start();
+  welcome(sockets[0]);
+  for (let i = 0; i < 6; i += 1) {
+    sockets.at(-1).serverClose(CLOSE.TRY_AGAIN, true, 'too many handshakes on this replica; retry_after_ms=200');
+    clock.advance(200);
+  }
+  assert.equal(sockets.length, 7, 'six refusals in a storm, and still trying');
+  assert.notEqual(conn.state, 'failed');
+  welcome(sockets[6]);
+  assert.equal(conn.state, 'online');
 });

@@ -9,9 +9,12 @@
 // its 1013's reason when to come back (`retry_after_ms=N`); the client waits
 // that long instead of its backoff's delay: the server gives each refused
 // client a slot of its own, and a backoff longer than the slot would only
-// keep the client away while the server could take it.
+// keep the client away while the server could take it. Such a refusal comes
+// from a replica that is up and says when: it is not one of the `attempts`
+// after which the page gives up (in a storm, a client may be refused several
+// times in a row), but `hinted` of them before a welcome are the most it waits out.
 
-export const BACKOFF = { base: 500, max: 10000, attempts: 8, dropSpread: 3000 };
+export const BACKOFF = { base: 500, max: 10000, attempts: 8, hinted: 30, dropSpread: 3000 };
 /** A retry hint longer than this is read as this: a confused server cannot park a client for hours. */
 export const MAX_HINT_MS = 60000;
 
@@ -35,35 +38,42 @@ export function retryHint(reason) {
 
 export class Backoff {
   constructor({
-    base = BACKOFF.base, max = BACKOFF.max, attempts = BACKOFF.attempts,
+    base = BACKOFF.base, max = BACKOFF.max, attempts = BACKOFF.attempts, hinted = BACKOFF.hinted,
     dropSpread = BACKOFF.dropSpread, random = Math.random,
   } = {}) {
     this.options = { base, max, dropSpread, random };
     this.attempts = attempts;
+    this.maxHinted = hinted;
     this.attempt = 0;
+    this.hinted = 0;
   }
 
   /**
    * The next delay, or null once every attempt is used up. `dropped`: the
    * socket closed uncleanly, so a first attempt is spread wider; `hint`:
-   * the server's retry hint, the delay instead of the backoff's. Either way
-   * it is an attempt: a server that keeps refusing is given up on.
+   * the server's retry hint, the delay instead of the backoff's, counted
+   * apart from the attempts: a server that keeps refusing with hints is
+   * given up on after `hinted` of them (until `reset`, on a welcome).
    */
   next({ dropped = false, hint = null } = {}) {
-    if (this.attempt >= this.attempts) return null;
+    if (this.exhausted) return null;
+    if (hint != null) {
+      this.hinted += 1;
+      return hint;
+    }
     let delay;
-    if (hint != null) delay = hint;
-    else if (dropped && this.attempt === 0) delay = dropDelay(this.options);
+    if (dropped && this.attempt === 0) delay = dropDelay(this.options);
     else delay = backoffDelay(this.attempt, this.options);
     this.attempt += 1;
     return delay;
   }
 
   get exhausted() {
-    return this.attempt >= this.attempts;
+    return this.attempt >= this.attempts || this.hinted >= this.maxHinted;
   }
 
   reset() {
     this.attempt = 0;
+    this.hinted = 0;
   }
 }

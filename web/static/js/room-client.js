@@ -272,10 +272,13 @@ export class RoomConnection {
       return undefined;
     }
     if (!ev.wasClean || code === 1006) {
-      // The handshake may have been refused (session gone, room gone):
-      // ask the HTTP API before trying again. The replica may have died
-      // under thousands of sockets: the first attempt is spread wider.
-      return this.probeThenReconnect({ dropped: true });
+      // The replica may have died under thousands of sockets: the first
+      // attempt is spread wider. The handshake may have been refused
+      // (session gone, room gone): the HTTP API is asked at the end of the
+      // wait, not at once, so that auth and rooms see a storm's questions
+      // spread as the sockets are.
+      this.scheduleReconnect(null, { dropped: true }, { probeFirst: true });
+      return undefined;
     }
     // A 1013 may say when to come back (the replica refuses handshakes beyond its rate).
     const hint = code === CLOSE.TRY_AGAIN ? retryHint(ev.reason) : null;
@@ -283,22 +286,29 @@ export class RoomConnection {
     return undefined;
   }
 
-  probeThenReconnect(pace = {}) {
+  /** After a refused token: ask the HTTP API (which refreshes the token if it can), then the backoff. */
+  probeThenReconnect() {
     this.setState(this.everWelcomed ? 'reconnecting' : 'connecting', { attempt: this.backoff.attempt });
+    this.probe(() => this.scheduleReconnect(null));
+    return undefined;
+  }
+
+  /** Ask the HTTP API whether the session and the room still exist: end if not, else `next()`. */
+  probe(next) {
     Promise.resolve(this.h.probe ? this.h.probe() : 'ok').then((verdict) => {
       if (this.stopped || this.ws || this.paused) return;
       if (verdict === 'unauthorized') this.end('unauthorized');
       else if (verdict === 'room_closed') this.end('room_closed');
-      else this.scheduleReconnect(null, pace);
-    }, () => { if (!this.stopped && !this.ws) this.scheduleReconnect(null, pace); });
-    return undefined;
+      else next();
+    }, () => { if (!this.stopped && !this.ws && !this.paused) next(); });
   }
 
   /**
    * Reconnect after delay (null: the backoff's next, paced by `pace`, see
-   * Backoff.next); give up when it is spent.
+   * Backoff.next); give up when it is spent. `probeFirst`: ask the HTTP API
+   * at the end of the wait, before the handshake.
    */
-  scheduleReconnect(delay, pace = {}) {
+  scheduleReconnect(delay, pace = {}, { probeFirst = false } = {}) {
     if (this.stopped) return;
     this.env.clearTimeout(this.timer);
     this.timer = null;
@@ -312,7 +322,7 @@ export class RoomConnection {
       return;
     }
     this.setState('reconnecting', { attempt: this.backoff.attempt, delay: wait });
-    this.timer = this.env.setTimeout(() => this.connectNow(), wait);
+    this.timer = this.env.setTimeout(() => (probeFirst ? this.probe(() => this.connectNow()) : this.connectNow()), wait);
   }
 
   /** After a give-up: start again with a fresh backoff. */
