@@ -160,6 +160,18 @@ class ClientConnection:
                 return
         self._enqueue((event_id, frame))
 
+    def deliver_run(self, events: list[tuple[EventId, str, bytes]], joined: bytes) -> None:
+        """Events of one read, oldest first: one write of them all when the socket can take it now and has
+        none of them yet, else one by one (a syscall less per event, when a room is busy).
+        """
+        if self._closing:
+            return
+        if self._can_write_now() and events[0][0] > self.last_id and self._write_frame(joined):
+            self.last_id = events[-1][0]
+            return
+        for event_id, frame, wire in events:
+            self.deliver(event_id, frame, wire)
+
     def deliver_ephemeral(self, wire: bytes) -> None:
         """A typing notice: written only if the socket can take it now; a backed-up socket skips it."""
         if not self._closing and self._can_write_now():

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 MIN_BACKOFF_SECONDS = 0.05
 PING_MESSAGE = "sala-hub-ping"
+# A published message, classic or sharded.
+MESSAGE_KINDS = frozenset({"message", "smessage"})
 MAX_BACKOFF_SECONDS = 2.0
 
 
@@ -56,6 +58,8 @@ class Subscriber(Protocol):
     username: str
 
     def deliver(self, event_id: EventId, frame: str, wire: bytes) -> None: ...
+
+    def deliver_run(self, events: list[tuple[EventId, str, bytes]], joined: bytes) -> None: ...
 
     def deliver_ephemeral(self, wire: bytes) -> None: ...
 
@@ -91,6 +95,30 @@ class LocalRoom:
         for socket in self.sockets:
             socket.deliver(event_id, frame, wire)
         return len(self.sockets)
+
+    def dispatch_run(self, events: list[tuple[EventId, str]]) -> int:
+        """Hand events one read brought, oldest first, to every local socket: the new ones in one write each.
+
+        Returns how many frames went out (0 for duplicates only). A socket
+        that cannot take them all at once gets them one by one, as ``dispatch``
+        would give them.
+        """
+        fresh = []
+        for event_id, frame in events:
+            if self.last_id is None or event_id > self.last_id:
+                self.last_id = event_id
+                fresh.append((event_id, frame, encode_text_frame(frame)))
+        if not fresh or not self.sockets:
+            return 0
+        if len(fresh) == 1:
+            event_id, frame, wire = fresh[0]
+            for socket in self.sockets:
+                socket.deliver(event_id, frame, wire)
+        else:
+            joined = b"".join([wire for _, _, wire in fresh])
+            for socket in self.sockets:
+                socket.deliver_run(fresh, joined)
+        return len(self.sockets) * len(fresh)
 
     def dispatch_ephemeral(self, frame: str) -> None:
         """Hand a frame that is not stored (typing) to every local socket but its author's."""
@@ -250,18 +278,42 @@ class _Link:
             now = time.monotonic()
             if replies:
                 last_heard = now
-                for reply in replies:
-                    await self._handle(reply)
+                if len(replies) == 1:
+                    await self._handle(replies[0])
+                else:
+                    await self._handle_read(replies)
             elif now - last_heard > health * 2:
                 raise DeafSubscription("no answer to ping")
             if now - last_ping >= health:
                 last_ping = now
                 await wire.ping(PING_MESSAGE)
 
+    async def _handle_read(self, replies: list[Reply]) -> None:
+        """Everything one read brought, in order; a room's events that follow each other go out as one run.
+
+        Any other reply (a revocation, a confirmation and its gap, a slot
+        moved) first hands over the runs gathered before it, so each room's
+        order, and the order of events and revocations, is the bus's.
+        """
+        hub = self.hub
+        runs: dict[LocalRoom, list[str]] = {}
+        for reply in replies:
+            if reply.kind in MESSAGE_KINDS and reply.channel != REVOCATIONS_CHANNEL:
+                room = hub.rooms.get(code_of_channel(reply.channel))
+                if room is not None and room.link is self:
+                    runs.setdefault(room, []).append(reply.data)
+                continue
+            if runs:
+                hub.dispatch_runs(runs)
+                runs = {}
+            await self._handle(reply)
+        if runs:
+            hub.dispatch_runs(runs)
+
     async def _handle(self, reply: Reply) -> None:
         kind, channel = reply.kind, reply.channel
         hub = self.hub
-        if kind in ("message", "smessage"):
+        if kind in MESSAGE_KINDS:
             if channel == REVOCATIONS_CHANNEL:
                 hub.revoke(reply.data)
                 return
@@ -410,6 +462,28 @@ class Hub:
                 self._on_fanout(room.dispatch(parse_event_id(raw_id), data))
         except (ValueError, AttributeError):
             log.warning("ignored a message that is not a Sala frame", extra={"room": room.code})
+
+    def dispatch_runs(self, runs: dict[LocalRoom, list[str]]) -> None:
+        """Each room's frames of one read, in order: its events in runs, a typing notice between them on its own."""
+        for room, frames in runs.items():
+            if len(frames) == 1:
+                self.dispatch(room, frames[0])
+                continue
+            events: list[tuple[EventId, str]] = []
+            for data in frames:
+                try:
+                    raw_id = frame_event_id(data)
+                    if raw_id is not None:
+                        events.append((parse_event_id(raw_id), data))
+                        continue
+                    if events:
+                        self._on_fanout(room.dispatch_run(events))
+                        events = []
+                    room.dispatch_ephemeral(data)
+                except (ValueError, AttributeError):
+                    log.warning("ignored a message that is not a Sala frame", extra={"room": room.code})
+            if events:
+                self._on_fanout(room.dispatch_run(events))
 
     async def recover(self, room: LocalRoom) -> None:
         """The room's subscription is confirmed: hand over what its stream holds past the last event first."""

@@ -65,29 +65,46 @@ class FakeSubscriber:
         self.delivered: list[tuple[EventId, str, bytes]] = []
         self.ephemeral: list[bytes] = []
         self.closed: list[tuple[int, str]] = []
+        # The size of each run of events handed over in one call.
+        self.runs: list[int] = []
+        # Everything the socket was given or told, in order: event ids, "typing", "close".
+        self.trail: list[object] = []
 
     def deliver(self, event_id: EventId, frame: str, wire: bytes) -> None:
         self.delivered.append((event_id, frame, wire))
+        self.trail.append(event_id)
+
+    def deliver_run(self, events: list[tuple[EventId, str, bytes]], joined: bytes) -> None:
+        assert joined == b"".join(wire for _, _, wire in events)
+        self.runs.append(len(events))
+        self.delivered.extend(events)
+        self.trail.extend(event_id for event_id, _, _ in events)
 
     def deliver_ephemeral(self, wire: bytes) -> None:
         self.ephemeral.append(wire)
+        self.trail.append("typing")
 
     def close(self, code: int, reason: str) -> None:
         self.closed.append((code, reason))
+        self.trail.append("close")
 
     @property
     def ids(self) -> list[EventId]:
         return [event_id for event_id, _, _ in self.delivered]
 
 
-def text_of(wire: bytes) -> str:
-    """The text of one unmasked server frame, as ``encode_text_frame`` builds it."""
-    length, start = wire[1] & 0x7F, 2
-    if length == 126:
-        start = 4
-    elif length == 127:
-        start = 10
-    return wire[start:].decode()
+def texts_of(wire: bytes) -> list[str]:
+    """The texts of the unmasked server frames in ``wire``, as ``encode_text_frame`` builds them."""
+    texts = []
+    while wire:
+        length, start = wire[1] & 0x7F, 2
+        if length == 126:
+            length, start = int.from_bytes(wire[2:4], "big"), 4
+        elif length == 127:
+            length, start = int.from_bytes(wire[2:10], "big"), 10
+        texts.append(wire[start : start + length].decode())
+        wire = wire[start + length :]
+    return texts
 
 
 class FakeWriter:
@@ -106,7 +123,7 @@ class FakeWriter:
         if not self.accepting:
             return False
         self.written.append(frame)
-        self.transcript.append(text_of(frame))
+        self.transcript.extend(texts_of(frame))
         return True
 
 

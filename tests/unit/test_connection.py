@@ -306,6 +306,44 @@ async def test_frames_queued_before_the_receive_loop_wait_for_it():
         await cancel(task)
 
 
+def run_of(*ms):
+    events = [(event_id, frame, encode_text_frame(frame)) for event_id, frame in (event(m) for m in ms)]
+    return events, b"".join(wire for _, _, wire in events)
+
+
+def test_a_run_of_events_is_one_write_when_the_socket_can_take_it():
+    conn, websocket, writer = idle_socket()
+    events, joined = run_of(3, 4, 5)
+    conn.deliver_run(events, joined)
+    assert writer.written == [joined]
+    assert conn.last_id == (5, 0) and conn.queued == 0
+
+
+def test_a_run_the_socket_has_part_of_goes_out_one_by_one_from_what_it_lacks():
+    conn, websocket, writer = idle_socket()
+    conn.last_id = (4, 0)
+    events, joined = run_of(3, 4, 5, 6)
+    conn.deliver_run(events, joined)
+    assert writer.transcript == [event(5)[1], event(6)[1]]
+    assert conn.last_id == (6, 0)
+
+
+async def test_a_run_for_a_backed_up_socket_waits_in_order():
+    conn, websocket, writer = idle_socket()
+    writer.accepting = False
+    events, joined = run_of(1, 2)
+    conn.deliver_run(events, joined)
+    assert writer.written == [] and conn.queued == 2
+    deliver(conn, 3)
+    writer.accepting = True
+    task = await run_pump(conn)
+    try:
+        await until(lambda: conn.queued == 0 and conn._sender is None)
+        assert websocket.sent == [event(1)[1], event(2)[1], event(3)[1]]
+    finally:
+        await cancel(task)
+
+
 async def test_events_the_welcome_already_gave_need_no_sender():
     conn = connection()
     deliver(conn, 3)

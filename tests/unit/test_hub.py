@@ -63,6 +63,20 @@ async def test_duplicates_and_older_events_are_dropped(encodes):
     assert room.last_id == (5, 1)
 
 
+async def test_a_run_of_events_goes_to_each_socket_in_one_call_encoded_once_each(encodes):
+    room = LocalRoom("ROOM")
+    members = [FakeSubscriber(username=name) for name in ("ana", "ben")]
+    room.sockets.update(members)
+    room.dispatch(*event(2))
+    assert room.dispatch_run([event(1), event(2), event(3), event(3), event(4)]) == 4, "two new events, two sockets"
+    assert encodes == [event(ms)[1] for ms in (2, 3, 4)], "what was already dispatched is dropped unencoded"
+    for member in members:
+        assert member.runs == [2] and member.ids == [(2, 0), (3, 0), (4, 0)]
+    assert room.last_id == (4, 0)
+    assert room.dispatch_run([event(4), event(5)]) == 2
+    assert members[0].runs == [2], "a single new event goes out as ``dispatch`` gives it"
+
+
 async def test_an_empty_room_still_moves_its_last_id():
     room = LocalRoom("ROOM")
     assert room.dispatch(*event(3)) == 0
@@ -229,6 +243,34 @@ async def test_every_message_one_read_brings_is_handed_over_in_order(missed):
         assert member.ids == [(ms, 0) for ms in range(1, 6)]
         assert session.reads == before + 1, "one read brought all five"
         assert reads == []
+    finally:
+        await the_hub.stop()
+
+
+async def test_one_read_s_events_go_out_per_room_in_runs_split_by_typing_and_revocations(missed):
+    client = FakePubSubClient()
+    the_hub, member = await _running_hub(client)
+    other = FakeSubscriber(code="OTHR", session_id="s2")
+    try:
+        async with asyncio.timeout(5):
+            await the_hub.attach(other)
+        the_hub.watch_session(member)
+        session = client.sessions[0]
+        typing = '{"type":"typing","username":"ben"}'
+        before = session.reads
+        session.publish(CHANNEL, event(1)[1])
+        session.publish(room_key("OTHR"), event(2)[1])
+        session.publish(CHANNEL, event(3)[1])
+        session.publish(CHANNEL, typing)
+        session.publish(CHANNEL, event(4)[1])
+        session.publish(CHANNEL, event(5)[1])
+        session.publish(REVOCATIONS_CHANNEL, "s1")
+        session.publish(CHANNEL, event(6)[1])
+        await until(lambda: (6, 0) in member.ids)
+        assert session.reads == before + 1, "one read brought them all"
+        assert member.trail == [(1, 0), (3, 0), "typing", (4, 0), (5, 0), "close", (6, 0)]
+        assert member.runs == [2, 2], "1 and 3 in one write, 4 and 5 in another"
+        assert other.ids == [(2, 0)] and other.closed == []
     finally:
         await the_hub.stop()
 
