@@ -15,12 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jwt
+import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.common.tokens import (
     ALGORITHM,
+    REQUIRED_CLAIMS,
     TOKEN_TYPE,
     InvalidToken,
     Principal,
@@ -76,10 +78,15 @@ def header(key: Ed25519PrivateKey, **overrides: object) -> dict[str, object]:
     return {name: value for name, value in base.items() if value is not None}
 
 
+def signed(key: Ed25519PrivateKey, head_segment: str, body_segment: str) -> str:
+    """A token signed with ``key`` over exactly these two segments, however they are spelled."""
+    signing_input = f"{head_segment}.{body_segment}"
+    return f"{signing_input}.{b64url(key.sign(signing_input.encode('utf-8', 'surrogatepass')))}"
+
+
 def ed25519_token(key: Ed25519PrivateKey, head: dict[str, object], body: dict[str, object]) -> str:
     """A token signed with ``key`` over exactly this header and payload, whatever they say."""
-    signing_input = f"{b64url_json(head)}.{b64url_json(body)}"
-    return f"{signing_input}.{b64url(key.sign(signing_input.encode()))}"
+    return signed(key, b64url_json(head), b64url_json(body))
 
 
 def hmac_token(secret: bytes, head: dict[str, object], body: dict[str, object]) -> str:
@@ -259,6 +266,304 @@ def test_pyjwt_itself_refuses_to_make_the_hs256_confusion_token(key: Ed25519Priv
         jwt.encode(claims(), public_pem(key), algorithm="HS256")
 
 
+# What the verifier's own parser must refuse. Each token is signed over exactly its text by the
+# real key wherever the check under test comes after the signature, so it is refused for that
+# check alone; a lenient decoder (padding, junk or the other alphabet skipped) would accept it.
+
+_BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _segments(key: Ed25519PrivateKey, **claim_overrides: object) -> tuple[str, str, str]:
+    head, body, signature = ed25519_token(key, header(key), claims(**claim_overrides)).split(".")
+    return head, body, signature
+
+
+def _signature_padded(key: Ed25519PrivateKey) -> str:
+    token = ed25519_token(key, header(key), claims())
+    assert len(token.rsplit(".", 1)[1]) % 4 == 2  # 64 bytes: "==" is exactly the padding it lacks
+    return token + "=="
+
+
+def _payload_padded(key: Ed25519PrivateKey) -> str:
+    # One of three usernames a byte apart gives a payload whose length is not a multiple of 4.
+    body = next(body for n in range(1, 4) if len(body := b64url_json(claims(username="a" * n))) % 4)
+    return signed(key, b64url_json(header(key)), body + "=" * (-len(body) % 4))
+
+
+def _payload_with_junk(key: Ed25519PrivateKey) -> str:
+    head, body, _ = _segments(key)
+    return signed(key, head, f"{body[:8]}!!!!{body[8:]}")
+
+
+def _payload_in_the_standard_alphabet(key: Ed25519PrivateKey) -> str:
+    head, body, _ = _segments(key, username="~~~~~~")  # "~~~" encodes as "fn5-"
+    standard = body.replace("-", "+").replace("_", "/")
+    assert standard != body
+    return signed(key, head, standard)
+
+
+def _signature_with_stray_trailing_bits(key: Ed25519PrivateKey) -> str:
+    # 64 bytes in 86 characters leave the last one 4 unused bits: set one, the same bytes to a lax decoder.
+    token = ed25519_token(key, header(key), claims())
+    value = _BASE64URL.index(token[-1])
+    assert value & 0b1111 == 0
+    return token[:-1] + _BASE64URL[value | 1]
+
+
+def _with_text_in_payload(text: str) -> Forge:
+    def forge(key: Ed25519PrivateKey) -> str:
+        head, body, _ = _segments(key)
+        return signed(key, head, body[:8] + text + body[8:])
+
+    return forge
+
+
+def _signed_payload(payload: bytes) -> Forge:
+    return lambda key: signed(key, b64url_json(header(key)), b64url(payload))
+
+
+def _signed_header(head: bytes) -> Forge:
+    return lambda key: signed(key, b64url(head), b64url_json(claims()))
+
+
+def _real_key_with_null(name: str) -> Forge:
+    return lambda key: ed25519_token(key, header(key), {**claims(), name: None})
+
+
+def _tampered_header(key: Ed25519PrivateKey) -> str:
+    _, body, signature = _segments(key)
+    return f"{b64url_json(header(key, extra='added after signing'))}.{body}.{signature}"
+
+
+def _alg_none_with_a_valid_signature(key: Ed25519PrivateKey) -> str:
+    return ed25519_token(key, header(key, alg="none"), claims())
+
+
+REFUSED_BY_THE_PARSER: dict[str, Forge] = {
+    "signature-padded": _signature_padded,
+    "payload-padded": _payload_padded,
+    "payload-with-junk-characters": _payload_with_junk,
+    "payload-in-the-standard-base64-alphabet": _payload_in_the_standard_alphabet,
+    "signature-with-stray-trailing-bits": _signature_with_stray_trailing_bits,
+    "four-segments": lambda key: ed25519_token(key, header(key), claims()) + ".AAAA",
+    "four-segments-signature-repeated": lambda key: (
+        (token := ed25519_token(key, header(key), claims())) + "." + token.rsplit(".", 1)[1]
+    ),
+    "signature-length-one-past-a-multiple-of-4": lambda key: ed25519_token(key, header(key), claims()) + "AAA",
+    "empty-payload-segment": lambda key: signed(key, b64url_json(header(key)), ""),
+    "trailing-newline": lambda key: ed25519_token(key, header(key), claims()) + "\n",
+    "non-ascii-letter": _with_text_in_payload("\u00e9"),
+    "non-ascii-digit": _with_text_in_payload("\u0663"),
+    "lone-surrogate-inside": _with_text_in_payload("\udcff"),
+    "header-null": _signed_header(b"null"),
+    "header-a-string": _signed_header(b'"EdDSA"'),
+    "header-a-number": _signed_header(b"1"),
+    "header-not-utf-8": _signed_header(b'{"alg":"EdDSA","typ":"at+jwt","kid":"\xff"}'),
+    "payload-a-list": _signed_payload(b"[]"),
+    "payload-null": _signed_payload(b"null"),
+    "payload-a-string": _signed_payload(b'"sala"'),
+    "payload-a-number": _signed_payload(b"1"),
+    "payload-empty": _signed_payload(b""),
+    "payload-not-utf-8": _signed_payload(b'{"username":"\xff"}'),
+    "alg-none-with-a-valid-signature": _alg_none_with_a_valid_signature,
+    "alg-eddsa-lowercase": _real_key({"alg": "eddsa"}),
+    "tampered-header": _tampered_header,
+    "kid-an-object": _real_key({"kid": {"kid": "x"}}),
+    "b64-false-header": _real_key({"b64": False}),
+    "exp-numeric-string": _real_key(exp=str(NOW + 600)),
+    "exp-float": _real_key(exp=float(NOW + 600)),
+    "exp-beyond-64-bits": _real_key(exp=2**70),
+    "exp-null": _real_key_with_null("exp"),
+    "iat-string": _real_key(iat="now"),
+    "iat-numeric-string": _real_key(iat=str(NOW)),
+    "iat-float": _real_key(iat=float(NOW)),
+    "iat-true": _real_key(iat=True),
+    "iat-false": _real_key(iat=False),
+    "iat-in-the-future": _real_key(iat=NOW + 3600),
+    "nbf-string": _real_key(nbf="now"),
+    "nbf-numeric-string": _real_key(nbf=str(NOW)),
+    "nbf-float": _real_key(nbf=float(NOW)),
+    "nbf-true": _real_key(nbf=True),
+    "nbf-false": _real_key(nbf=False),
+    "nbf-null": _real_key_with_null("nbf"),
+    "nbf-in-the-future": _real_key(nbf=NOW + 3600, iat=NOW),
+    "aud-a-list-of-just-ours": _real_key(aud=[AUDIENCE]),
+    "aud-null": _real_key_with_null("aud"),
+    "iss-null": _real_key_with_null("iss"),
+    "sub-null": _real_key_with_null("sub"),
+    "sub-not-a-string": _real_key(sub=1),
+    "sid-not-a-string": _real_key(sid=1),
+    "username-not-a-string": _real_key(username=["alice"]),
+    "jti-not-a-string": _real_key(jti=1),
+    "jti-null": _real_key_with_null("jti"),
+}
+
+
+@pytest.mark.parametrize("forge", REFUSED_BY_THE_PARSER.values(), ids=REFUSED_BY_THE_PARSER.keys())
+def test_token_the_parser_must_refuse_is_refused(forge: Forge, key: Ed25519PrivateKey, verifier: TokenVerifier) -> None:
+    with pytest.raises(InvalidToken):
+        verifier.verify(forge(key))
+
+
+def test_the_times_are_judged_to_the_second_by_the_verifiers_clock(key: Ed25519PrivateKey) -> None:
+    clock = Clock()
+    verifier = TokenVerifier([key.public_key()], ISSUER, AUDIENCE, cache_size=0, clock=clock)
+    now = int(clock.now)
+    # On the second and half a second past it: exp is the first second refused, nbf and iat the last accepted.
+    for offset in (0, 0.5):
+        clock.now = now + offset
+        for accepted in ({"exp": now + 1}, {"iat": now, "nbf": now}):
+            verifier.verify(ed25519_token(key, header(key), claims(**accepted)))
+        for refused in ({"exp": now}, {"nbf": now + 1}, {"iat": now + 1}):
+            with pytest.raises(InvalidToken):
+                verifier.verify(ed25519_token(key, header(key), claims(**refused)))
+
+
+def test_no_claim_is_read_before_the_signature_is_checked(
+    key: Ed25519PrivateKey, verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[bytes] = []
+    loads = orjson.loads
+
+    def recording(data: bytes) -> object:
+        parsed.append(data)
+        return loads(data)
+
+    monkeypatch.setattr(orjson, "loads", recording)
+    head, body, signature = _segments(key)
+    verifier.verify(f"{head}.{body}.{signature}")
+    assert parsed == [b64url_decode(head), b64url_decode(body)]
+    parsed.clear()
+    forged = ed25519_token(Ed25519PrivateKey.generate(), header(key), claims(username="admin"))
+    with pytest.raises(InvalidToken):
+        verifier.verify(forged)
+    assert parsed == [b64url_decode(head)]
+
+
+# Against PyJWT, as the verifier used it before it parsed tokens itself: the same verdict on every
+# token PyJWT makes, but for the documented places where the verifier is stricter.
+
+
+def _pyjwt_claims(token: str, key: Ed25519PrivateKey) -> dict | None:
+    try:
+        return jwt.decode(
+            token,
+            key.public_key(),
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+        )
+    except jwt.PyJWTError:
+        return None
+
+
+def _by_pyjwt(body: dict[str, object], head: dict[str, object] | None = None) -> Forge:
+    def forge(key: Ed25519PrivateKey) -> str:
+        return jwt.encode(
+            body, key, algorithm=ALGORITHM, headers={"kid": kid_of(key), "typ": TOKEN_TYPE, **(head or {})}
+        )
+
+    return forge
+
+
+def _with_null(name: str) -> dict[str, object]:
+    return {**claims(), name: None}
+
+
+SAME_VERDICT_AS_PYJWT: dict[str, Forge] = {
+    "valid": _by_pyjwt(claims()),
+    "valid-without-nbf": _by_pyjwt(claims(nbf=None)),
+    "valid-without-jti": _by_pyjwt(claims(jti=None)),
+    "valid-with-claims-of-its-own": _by_pyjwt(claims(scope="chat", roles=["member"], nested={"a": [1, 2.5, None]})),
+    "valid-nbf-and-iat-long-past": _by_pyjwt(claims(iat=NOW - 86400, nbf=NOW - 86400)),
+    "valid-unicode-username": _by_pyjwt(claims(username="\u00e9l\u00e8ve \U0001f600")),
+    **{f"{name}-missing": _by_pyjwt(claims(**{name: None})) for name in REQUIRED_CLAIMS},
+    **{f"{name}-null": _by_pyjwt(_with_null(name)) for name in REQUIRED_CLAIMS if name != "iss"},
+    # PyJWT refuses to sign a non-string iss, so those are signed here over the same JSON.
+    "iss-null": lambda key: ed25519_token(key, header(key), _with_null("iss")),
+    "iss-a-list": _real_key(iss=[ISSUER]),
+    "iss-a-number": _real_key(iss=1),
+    "iss-wrong": _by_pyjwt(claims(iss="evil")),
+    "iss-prefix": _by_pyjwt(claims(iss=ISSUER + "-evil")),
+    "aud-wrong": _by_pyjwt(claims(aud="other-service")),
+    "aud-empty": _by_pyjwt(claims(aud="")),
+    "aud-a-number": _by_pyjwt(claims(aud=1)),
+    "aud-a-list-of-just-ours": _by_pyjwt(claims(aud=[AUDIENCE])),
+    "aud-a-list-with-ours": _by_pyjwt(claims(aud=["other-service", AUDIENCE])),
+    "expired": _by_pyjwt(claims(exp=NOW - 30)),
+    "expired-long-ago": _by_pyjwt(claims(exp=0, iat=0, nbf=0)),
+    "exp-not-a-number": _by_pyjwt(claims(exp="never")),
+    "exp-a-list": _by_pyjwt(claims(exp=[NOW + 600])),
+    "exp-true": _by_pyjwt(claims(exp=True)),
+    "nbf-in-the-future": _by_pyjwt(claims(nbf=NOW + 3600)),
+    "nbf-not-a-number": _by_pyjwt(claims(nbf="soon")),
+    "nbf-null": _by_pyjwt(_with_null("nbf")),
+    "iat-in-the-future": _by_pyjwt(claims(iat=NOW + 3600)),
+    "iat-not-a-number": _by_pyjwt(claims(iat="now")),
+    "sub-a-number": _by_pyjwt(claims(sub=1)),
+    "jti-a-number": _by_pyjwt(claims(jti=1)),
+    "jti-null": _by_pyjwt(_with_null("jti")),
+    "b64-false-header": _by_pyjwt(claims(), {"b64": False}),
+    "signed-by-another-key-same-kid": lambda key: jwt.encode(
+        claims(), Ed25519PrivateKey.generate(), algorithm=ALGORITHM, headers={"kid": kid_of(key), "typ": TOKEN_TYPE}
+    ),
+    "tampered-payload": _tampered_payload,
+    "signature-stripped": _signature_stripped,
+    "signature-truncated": lambda key: _by_pyjwt(claims())(key)[:-4],
+    "signature-with-stray-trailing-bits": _signature_with_stray_trailing_bits,
+    "payload-with-junk-characters": _payload_with_junk,
+    "payload-a-list": _signed_payload(b"[]"),
+    "payload-not-json": _signed_payload(b"not json"),
+}
+
+# Where PyJWT accepts and the verifier refuses: PyJWT takes any time int() takes, no type for sid or
+# username, "=" padding on a segment, and a b64 header of anything but false.
+STRICTER_THAN_PYJWT: dict[str, Forge] = {
+    "exp-float": _by_pyjwt(claims(exp=float(NOW + 600))),
+    "exp-numeric-string": _by_pyjwt(claims(exp=str(NOW + 600))),
+    "exp-beyond-64-bits": _by_pyjwt(claims(exp=2**70)),
+    "iat-float": _by_pyjwt(claims(iat=float(NOW))),
+    "iat-numeric-string": _by_pyjwt(claims(iat=str(NOW))),
+    "iat-true": _by_pyjwt(claims(iat=True)),
+    "nbf-float": _by_pyjwt(claims(nbf=float(NOW))),
+    "nbf-false": _by_pyjwt(claims(nbf=False)),
+    "sid-a-number": _by_pyjwt(claims(sid=1)),
+    "username-a-list": _by_pyjwt(claims(username=["alice"])),
+    "signature-padded": _signature_padded,
+    # PyJWT leaves a b64 of true out of the headers it signs, so this one is signed here.
+    "b64-true-header": _real_key({"b64": True}),
+}
+
+
+def test_the_verifier_accepts_exactly_what_pyjwt_accepts(key: Ed25519PrivateKey) -> None:
+    verifier = TokenVerifier([key.public_key()], ISSUER, AUDIENCE)
+    verdicts = {}
+    for name, forge in SAME_VERDICT_AS_PYJWT.items():
+        token = forge(key)
+        expected = _pyjwt_claims(token, key)
+        try:
+            principal = verifier.verify(token)
+        except InvalidToken:
+            principal = None
+        verdicts[name] = (expected is not None, principal is not None)
+        if expected is not None and principal is not None:
+            assert principal == Principal(expected["sub"], expected["username"], expected["sid"], expected["exp"])
+    assert {name for name, (pyjwt, ours) in verdicts.items() if pyjwt != ours} == set()
+    # Both ways are exercised: the valid ones above, and at least one of every other kind.
+    assert sum(pyjwt for pyjwt, _ in verdicts.values()) == 6
+
+
+@pytest.mark.parametrize("forge", STRICTER_THAN_PYJWT.values(), ids=STRICTER_THAN_PYJWT.keys())
+def test_the_verifier_is_stricter_than_pyjwt_only_where_documented(
+    forge: Forge, key: Ed25519PrivateKey, verifier: TokenVerifier
+) -> None:
+    token = forge(key)
+    assert _pyjwt_claims(token, key) is not None
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
+
+
 # Key rotation.
 
 
@@ -338,13 +643,13 @@ class Clock:
 def full_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every token that went through the signature check, in order."""
     checked: list[str] = []
-    decode = jwt.decode
+    verify = TokenVerifier._verify
 
-    def counting(token: str, *args: object, **kwargs: object) -> dict:
+    def counting(self: TokenVerifier, token: str) -> Principal:
         checked.append(token)
-        return decode(token, *args, **kwargs)
+        return verify(self, token)
 
-    monkeypatch.setattr(jwt, "decode", counting)
+    monkeypatch.setattr(TokenVerifier, "_verify", counting)
     return checked
 
 
