@@ -1,11 +1,9 @@
 """Authenticating a request or a WebSocket handshake: find the token, verify it, check revocation."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from fastapi import HTTPException, Request, status
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
 
 from services.common.redis_schema import (
     REVOCATIONS_CHANNEL,
@@ -41,21 +39,27 @@ class RevocationsUnknown(Exception):
     """Redis lost the revocation list (it restarted empty) and auth has not restored it yet."""
 
 
-async def session_revoked(
-    redis: Redis, session_id: str, also: Callable[[Pipeline | ClusterPipeline], object] = lambda pipe: None
-) -> bool:
-    """Whether the session was revoked; a Redis lookup, never a call to auth.
+def revocation_lookups(session_id: str) -> list[tuple[str, str]]:
+    """The two reads a session check makes, for a batch of the caller's: the session's mark, and whether
+    the marks are loaded at all."""
+    return [("EXISTS", revoked_key(session_id)), ("EXISTS", REVOCATIONS_LOADED)]
 
-    ``also`` adds commands of the caller's to the same round trip (their
-    replies are dropped; an error among them raises). Raises
-    RevocationsUnknown rather than trust a token Redis may have forgotten revoking.
-    """
-    async with redis.pipeline(transaction=False) as pipe:
-        also(pipe.exists(revoked_key(session_id)).exists(REVOCATIONS_LOADED))
-        revoked, loaded, *_ = await pipe.execute()
+
+def revoked_by(marked: object, loaded: object) -> bool:
+    """The verdict of the two lookups' replies; RevocationsUnknown rather than trust a token Redis may have
+    forgotten revoking."""
     if not loaded:
         raise RevocationsUnknown
-    return bool(revoked)
+    return bool(marked)
+
+
+async def session_revoked(redis: Redis, session_id: str) -> bool:
+    """Whether the session was revoked; a Redis lookup, never a call to auth."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for command in revocation_lookups(session_id):
+            pipe.execute_command(*command)
+        marked, loaded = await pipe.execute()
+    return revoked_by(marked, loaded)
 
 
 async def publish_revocations(redis: Redis, session_ids: list[str], ttl_seconds: int) -> None:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI, Request, WebSocket
+from redis.asyncio import RedisCluster
 from redis.exceptions import RedisError
 from starlette.datastructures import State
 from starlette.types import Receive, Scope, Send
@@ -25,6 +26,7 @@ from services.gateway.closes import Close
 from services.gateway.collector import Collector, CollectorPolicy
 from services.gateway.context import GatewayContext
 from services.gateway.hub import Hub
+from services.gateway.line import ClusterCommands, CommandLine
 from services.gateway.liveness import HeartbeatThread
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.presence import Presence
@@ -116,6 +118,7 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
         # Publishing and subscribing never share a connection; the hub, not the library, re-subscribes.
         pubsub_nodes = PubSubNodes(settings, redis)
         scripts = Scripts.register(redis)
+        commands = ClusterCommands(redis) if isinstance(redis, RedisCluster) else CommandLine(redis)
         hub = Hub(
             redis,
             pubsub_nodes,
@@ -128,18 +131,20 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
             verifier=verifier,
             metrics=metrics,
             redis=redis,
+            commands=commands,
             scripts=scripts,
             appender=MessageAppender(
                 redis,
                 scripts,
                 settings.room_history_max,
                 settings.dedupe_window,
+                commands,
                 settings.ack_replicas,
                 settings.ack_replicas_timeout_ms,
             ),
             hub=hub,
             presence=Presence(
-                redis, scripts, settings.gateway_id, settings.leave_grace_seconds, settings.room_history_max
+                redis, commands, scripts, settings.gateway_id, settings.leave_grace_seconds, settings.room_history_max
             ),
             admission=Admission(settings),
         )
@@ -177,6 +182,8 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
                 await _bounded("record leaves", context.presence.record_unrecorded())
                 await _bounded("retire", context.presence.retire())
             await _bounded("close pub/sub clients", pubsub_nodes.aclose())
+            if isinstance(commands, CommandLine):
+                await _bounded("close the command line", commands.aclose())
             await _bounded("close client", redis.aclose())
 
     app = FastAPI(title="Sala gateway", lifespan=lifespan, openapi_url=None, docs_url=None)

@@ -1,15 +1,18 @@
 """Appending chat messages in batches: one Redis round trip per event-loop tick, not per message.
 
 Every socket of the gateway hands its message here and awaits the event id.
-Messages that arrive while the loop is busy go out together in one pipeline
-of the append script; each still runs atomically on its own, and a socket
-never has two messages in flight, so its order is kept.
+Messages that arrive while the loop is busy go out together in one batch of
+the append script; each still runs atomically on its own, and a socket never
+has two messages in flight, so its order is kept. On one server the batches go
+out on the gateway's command line (``services.gateway.line``), without
+redis-py's per-command bookkeeping; in a cluster each call goes to its room's
+node through the cluster client.
 
 Each append carries a dedupe key (the user and the client's ``ref``, or one
 the gateway makes up): the script stores a key's message once and answers a
 repeat with the first id. So a client re-sending after a lost ack, the client
 library retrying a call whose connection broke mid-flight, and the batch run
-again after Redis forgot the script, all store the message once.
+again after a lost connection, all store the message once.
 
 With ``SALA_ACK_REPLICAS`` above 0 the answer also waits until that many
 replicas hold the message (``services.gateway.replicated``).
@@ -20,9 +23,10 @@ import logging
 from dataclasses import dataclass
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from services.common.redis_schema import Scripts, room_key
+from services.gateway.line import Commands
 from services.gateway.replicated import ReplicatedAppends
 
 log = logging.getLogger(__name__)
@@ -46,14 +50,15 @@ class _Entry:
 class MessageAppender:
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | RedisCluster,
         scripts: Scripts,
         maxlen: int,
         dedupe_window: int,
+        commands: Commands,
         ack_replicas: int = 0,
         ack_timeout_ms: int = 1000,
     ) -> None:
-        self._redis = redis
+        self._commands = commands
         self._script = scripts.append_message
         self._maxlen = maxlen
         self._dedupe_window = dedupe_window
@@ -103,20 +108,6 @@ class MessageAppender:
         return [self._maxlen, entry.body, entry.dedupe, self._dedupe_window]
 
     async def _run(self, batch: list[_Entry]) -> list[object]:
-        if len(batch) == 1:
-            return [await self._script(keys=[room_key(batch[0].code)], args=self._args(batch[0]))]
-        if isinstance(self._redis, RedisCluster):
-            # A cluster pipeline cannot carry scripts: the calls go out together, each to its room's node.
-            calls = (self._script(keys=[room_key(entry.code)], args=self._args(entry)) for entry in batch)
-            return list(await asyncio.gather(*calls, return_exceptions=True))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for entry in batch:
-                pipe.evalsha(self._script.sha, 1, room_key(entry.code), *self._args(entry))
-            results = await pipe.execute(raise_on_error=False)
-        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if missing:
-            # Redis restarted and forgot the script: load it once, then run again only what it refused.
-            await self._redis.script_load(self._script.script)
-            for i, result in zip(missing, await self._run([batch[i] for i in missing]), strict=True):
-                results[i] = result
-        return results
+        return await self._commands.eval_many(
+            self._script, [([room_key(entry.code)], self._args(entry)) for entry in batch]
+        )

@@ -18,8 +18,6 @@ from collections.abc import Callable
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import RedisError
 
 from services.common.clock import utc_now_iso
@@ -31,6 +29,7 @@ from services.gateway.context import GatewayContext
 from services.gateway.frames import PONG_FRAME, ChatMessage, FrameError, Leave, Ping, Typing, parse_client_frame
 from services.gateway.hub import LocalRoom
 from services.gateway.limits import TokenBucket
+from services.gateway.line import Command
 from services.gateway.mailbox import Mailbox
 from services.gateway.presence import Joined
 from services.gateway.protocol import WRITE_FRAME_EXTENSION, encode_text_frame
@@ -214,9 +213,10 @@ class ClientConnection:
 
     # The socket's life.
 
-    def index_room(self, pipe: Pipeline | ClusterPipeline) -> None:
-        """Put the room in this gateway's rooms index on the caller's pipeline, ahead of the join."""
-        self._indexed_as = self._context.presence.index(pipe, self.code)
+    def index_room(self) -> Command:
+        """The command that puts the room in this gateway's rooms index, for the caller's batch ahead of the join."""
+        command, self._indexed_as = self._context.presence.index(self.code)
+        return command
 
     def release_seat(self) -> None:
         """Give the socket's place in its user's and address's counts back (once; again is harmless)."""
@@ -233,7 +233,7 @@ class ClientConnection:
         if isinstance(joined, bool):
             return joined
         context.metrics.connections.inc()
-        log.info("socket joined", extra={"conn": self.conn_id, "room": self.code, "user": self.principal.user_id})
+        log.debug("socket joined", extra={"conn": self.conn_id, "room": self.code, "user": self.principal.user_id})
         try:
             await self._welcome(*joined)
             del joined
@@ -248,7 +248,7 @@ class ClientConnection:
             context.hub.detach(self)
             context.metrics.connections.dec()
             await self._leave()
-            log.info("socket left", extra={"conn": self.conn_id, "room": self.code, "explicit": self._explicit_leave})
+            log.debug("socket left", extra={"conn": self.conn_id, "room": self.code, "explicit": self._explicit_leave})
         return True
 
     async def _join(self) -> tuple[LocalRoom, Joined] | bool:

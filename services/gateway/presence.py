@@ -10,14 +10,13 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
+from redis.asyncio import Redis, RedisCluster
 
 from services.common.clock import utc_now_iso
 from services.common.reaper import index_grace
 from services.common.redis_schema import GATEWAYS, Scripts, gateway_rooms_key, room_key
 from services.common.tokens import Principal
+from services.gateway.line import Command, Commands, raise_first_error
 from services.gateway.timeline import EventId, History, joined_history
 
 log = logging.getLogger(__name__)
@@ -34,9 +33,17 @@ class Joined:
 
 class Presence:
     def __init__(
-        self, redis: Redis, scripts: Scripts, gateway_id: str, leave_grace_seconds: float, history_max: int
+        self,
+        redis: Redis | RedisCluster,
+        commands: Commands,
+        scripts: Scripts,
+        gateway_id: str,
+        leave_grace_seconds: float,
+        history_max: int,
     ) -> None:
         self._redis = redis
+        # Joins and leaves go on the gateway's command line (one server) or through the cluster client.
+        self._commands = commands
         self._scripts = scripts
         # Replaced when the gateway learns it was presumed dead: its old sockets are being reaped under the old id.
         self.gateway_id = gateway_id
@@ -45,13 +52,11 @@ class Presence:
         # (code, conn id, explicit) of leaves Redis could not take yet, oldest first.
         self.unrecorded: deque[tuple[str, str, bool]] = deque()
 
-    def index(self, pipe: Pipeline | ClusterPipeline, code: str) -> str:
-        """Put the room in this gateway's rooms set, on a pipeline of the caller's (one round trip fewer for a
-        connect); returns the gateway id it went under, which the socket's ``join`` must then be given.
+    def index(self, code: str) -> tuple[Command, str]:
+        """The command that puts the room in this gateway's rooms set, for a batch of the caller's (one round
+        trip fewer for a connect), and the gateway id it goes under, which the socket's ``join`` must then be given.
         """
-        gateway_id = self.gateway_id
-        pipe.sadd(gateway_rooms_key(gateway_id), code)
-        return gateway_id
+        return ("SADD", gateway_rooms_key(self.gateway_id), code), self.gateway_id
 
     async def join(
         self,
@@ -71,12 +76,12 @@ class Presence:
         """
         gateway_id = indexed_as
         if gateway_id is None:
-            gateway_id = self.gateway_id
-            await self._redis.sadd(gateway_rooms_key(gateway_id), code)
+            command, gateway_id = self.index(code)
+            raise_first_error(await self._commands.run([command]))
         args = [conn_id, principal.user_id, principal.username, utc_now_iso(), self._history_max, gateway_id, latest]
         if since is not None:
             args.append(f"{since[0]}-{since[1]}")
-        result = await self._scripts.join(keys=[room_key(code)], args=args)
+        (result,) = raise_first_error(await self._commands.eval_many(self._scripts.join, [([room_key(code)], args)]))
         if result is None:
             return None
         event_id, members_json, name, frames_json, last_id, *stream = result
@@ -89,10 +94,9 @@ class Presence:
 
     async def leave(self, code: str, conn_id: str, explicit: bool) -> str:
         """Unregister a socket: its user leaves now if ``explicit``, else after the grace if it was their last."""
-        outcome, next_due, version, live = await self._scripts.leave(
-            keys=[room_key(code)],
-            args=[conn_id, utc_now_iso(), self._history_max, 0 if explicit else self._grace_ms],
-        )
+        args = [conn_id, utc_now_iso(), self._history_max, 0 if explicit else self._grace_ms]
+        (result,) = raise_first_error(await self._commands.eval_many(self._scripts.leave, [([room_key(code)], args)]))
+        outcome, next_due, version, live = result
         if outcome == "lingering":
             await index_grace(self._scripts, code, int(next_due), int(version))
         return outcome

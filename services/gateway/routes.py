@@ -15,13 +15,14 @@ from starlette.requests import cookie_parser
 from services.common import ratelimit
 from services.common.redis_schema import parse_event_id
 from services.common.room_codes import normalize
-from services.common.sessions import RevocationsUnknown, session_revoked, token_from
+from services.common.sessions import RevocationsUnknown, revocation_lookups, revoked_by, token_from
 from services.common.tokens import InvalidToken, Principal
 from services.gateway.admission import Refused, Seat, retry_reason
 from services.gateway.closes import Close, ErrorCode
 from services.gateway.connection import ClientConnection
 from services.gateway.context import GatewayContext
 from services.gateway.frames import FrameError
+from services.gateway.line import raise_first_error
 from services.gateway.timeline import EventId
 
 SOCKET_PATH = "/ws"
@@ -148,7 +149,8 @@ async def _seated(
     context.hub.watch_session(connection)
     try:
         # The room goes in this gateway's rooms index in the same round trip; harmless if the socket goes no further.
-        revoked = await session_revoked(context.redis, principal.session_id, also=connection.index_room)
+        replies = await context.commands.run([*revocation_lookups(principal.session_id), connection.index_room()])
+        revoked = revoked_by(*raise_first_error(replies)[:2])
     except (RevocationsUnknown, RedisError):
         context.hub.detach(connection)
         seat.release()

@@ -8,12 +8,12 @@ object the hub reads, the members of a ``GatewayContext``).
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from services.common.tokens import Principal
 from services.gateway.admission import Admission
@@ -206,8 +206,8 @@ class FakePresence:
         self.leaves: list[tuple[str, str, bool]] = []
         self.unrecorded: list[tuple[str, str, bool]] = []
 
-    def index(self, pipe: object, code: str) -> str:
-        return "gw-fake"
+    def index(self, code: str) -> tuple[tuple[str, ...], str]:
+        return ("SADD", "sala:gateway:{gw-fake}:rooms", code), "gw-fake"
 
     async def join(
         self,
@@ -259,6 +259,7 @@ def context(
         verifier=None,
         metrics=GatewayMetrics(CollectorRegistry()),
         redis=None,
+        commands=None,
         scripts=SimpleNamespace(),
         appender=appender or FakeAppender(),
         hub=hub or FakeHub(),
@@ -284,7 +285,7 @@ def connection(
 
 
 class FakeScript:
-    """The append script as the appender calls it: directly by its object, or by its SHA in a pipeline.
+    """The append script as the appender calls it in a cluster (directly by its object), or as a line runs it.
 
     Both ways run ``server``, which stores each dedupe key once and answers
     ``[id, repeat]``; ``calls`` counts direct calls.
@@ -323,72 +324,30 @@ class FakeAppendServer:
         return [event_id, 0]
 
 
-class FakePipeline:
-    """A non-transactional pipeline of ``evalsha`` calls.
+class FakeLine:
+    """The appender's command line: each ``eval_many`` is one batch, run on the fake server in order.
 
-    ``noscript`` holds positions (in the next ``execute``) that answer
-    NoScriptError instead of running, as after Redis forgot the script;
-    ``error`` makes ``execute`` raise.
+    ``error`` makes the next batches raise, as a line that ran out of retries.
     """
-
-    def __init__(self, owner: "FakeAppendRedis") -> None:
-        self._owner = owner
-        self.commands: list[tuple[str, list[object]]] = []
-
-    async def __aenter__(self) -> "FakePipeline":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    def evalsha(self, sha: str, numkeys: int, *keys_and_args: object) -> "FakePipeline":
-        assert sha == FakeScript.sha and numkeys == 1
-        self.commands.append((str(keys_and_args[0]), list(keys_and_args[1:])))
-        return self
-
-    async def execute(self, raise_on_error: bool = True) -> list[object]:
-        owner = self._owner
-        owner.executed.append(self)
-        if owner.error is not None:
-            raise owner.error
-        refused, owner.noscript = owner.noscript, set()
-        results: list[object] = []
-        for position, (key, args) in enumerate(self.commands):
-            if position in refused:
-                results.append(NoScriptError("NOSCRIPT No matching script."))
-            else:
-                results.append(owner.server.run(key, args))
-        return results
-
-
-class FakeAppendRedis:
-    """The client calls the appender makes: ``pipeline`` and ``script_load``."""
 
     def __init__(self, server: FakeAppendServer) -> None:
         self.server = server
-        self.executed: list[FakePipeline] = []
-        self.loads: list[str] = []
-        self.noscript: set[int] = set()
+        self.batches: list[list[tuple[str, list[object]]]] = []
         self.error: Exception | None = None
 
-    def pipeline(self, transaction: bool = True) -> FakePipeline:
-        assert transaction is False
-        return FakePipeline(self)
-
-    async def script_load(self, script: str) -> str:
-        self.loads.append(script)
-        return FakeScript.sha
+    async def eval_many(self, script: object, calls: Sequence[tuple[Sequence[str], Sequence[object]]]) -> list[object]:
+        self.batches.append([(keys[0], list(args)) for keys, args in calls])
+        if self.error is not None:
+            raise self.error
+        return [self.server.run(keys[0], list(args)) for keys, args in calls]
 
 
-def appender(server: FakeAppendServer | None = None) -> tuple[MessageAppender, FakeAppendRedis, FakeScript]:
+def appender(server: FakeAppendServer | None = None) -> tuple[MessageAppender, FakeLine, FakeScript]:
     server = server or FakeAppendServer()
-    redis = FakeAppendRedis(server)
+    line = FakeLine(server)
     script = FakeScript(server)
-    return (
-        MessageAppender(redis, SimpleNamespace(append_message=script), maxlen=1000, dedupe_window=1000),
-        redis,
-        script,
-    )
+    scripts = SimpleNamespace(append_message=script)
+    return MessageAppender(SimpleNamespace(), scripts, maxlen=1000, dedupe_window=1000, commands=line), line, script
 
 
 class FakePubSub:

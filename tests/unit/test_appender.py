@@ -6,14 +6,16 @@ from types import SimpleNamespace
 import pytest
 from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MovedError, NoScriptError, RedisError
+from redis.exceptions import MovedError, NoScriptError, RedisError, ResponseError
 
 from services.common.redis_schema import REASSERT_REF, room_key
 from services.gateway.appender import Appended, MessageAppender
 from services.gateway.closes import Close
+from services.gateway.line import ClusterCommands
 from services.gateway.replicated import NotReplicated, ReplicatedAppends
 from tests.unit.fakes import (
     FakeAppendServer,
+    FakeLine,
     FakeScript,
     FakeWebSocket,
     FakeWriter,
@@ -25,21 +27,21 @@ from tests.unit.fakes import (
 )
 
 
-async def test_one_message_is_one_script_call():
-    append, redis, script = appender()
+async def test_one_message_is_one_batch_of_one():
+    append, line, script = appender()
     assert await append.append("ROOM", b'{"text":"a"}', "u1 r1") == Appended("1-0", repeat=False)
-    assert script.calls == 1 and redis.executed == []
+    assert line.batches == [[(room_key("ROOM"), [1000, b'{"text":"a"}', "u1 r1", 1000])]]
+    assert script.calls == 0
 
 
-async def test_messages_of_one_loop_tick_share_one_pipeline():
+async def test_messages_of_one_loop_tick_share_one_batch():
     server = FakeAppendServer()
-    append, redis, script = appender(server)
+    append, line, _ = appender(server)
     bodies = [f'{{"text":"{n}"}}'.encode() for n in range(5)]
     results = await asyncio.gather(*(append.append("ROOM", body, f"u1 r{n}") for n, body in enumerate(bodies)))
-    assert script.calls == 0
-    (pipeline,) = redis.executed
-    assert [args[1] for _, args in pipeline.commands] == bodies
-    assert all(key == room_key("ROOM") for key, _ in pipeline.commands)
+    (batch,) = line.batches
+    assert [args[1] for _, args in batch] == bodies
+    assert all(key == room_key("ROOM") for key, _ in batch)
     assert results == [Appended(server.stored[f"u1 r{n}"], repeat=False) for n in range(5)]
     assert len({result.event_id for result in results}) == 5
 
@@ -47,14 +49,14 @@ async def test_messages_of_one_loop_tick_share_one_pipeline():
 async def test_each_result_reaches_its_own_caller():
     server = FakeAppendServer()
     server.dead_rooms.add(room_key("GONE"))
-    append, redis, _ = appender(server)
+    append, line, _ = appender(server)
     results = await asyncio.gather(
         append.append("ROOM", b'{"text":"a"}', "u1 a"),
         append.append("GONE", b'{"text":"b"}', "u1 b"),
         append.append("ROOM", b'{"text":"c"}', "u1 c"),
     )
     assert results == [Appended("1-0", False), None, Appended("2-0", False)]
-    assert len(redis.executed) == 1
+    assert len(line.batches) == 1
 
 
 async def test_a_repeated_dedupe_key_is_reported_as_a_repeat():
@@ -65,62 +67,62 @@ async def test_a_repeated_dedupe_key_is_reported_as_a_repeat():
     assert again == Appended("1-0", repeat=True)
 
 
-async def test_after_noscript_only_the_refused_entries_run_again():
-    """Issue 11 defect 5: re-running the whole batch would run the entries that succeeded twice."""
+async def test_an_error_reply_reaches_only_its_own_caller():
     server = FakeAppendServer()
-    append, redis, script = appender(server)
-    redis.noscript = {1, 3}
-    bodies = [f'{{"text":"{n}"}}'.encode() for n in range(5)]
-    results = await asyncio.gather(*(append.append("ROOM", body, f"u1 r{n}") for n, body in enumerate(bodies)))
-    assert redis.loads == [script.script]
-    assert server.runs == dict.fromkeys(bodies, 1), "every message ran exactly once"
-    assert [result.repeat for result in results] == [False] * 5
-    assert [result.event_id for result in results] == [server.stored[f"u1 r{n}"] for n in range(5)]
-    (_, rerun) = redis.executed
-    assert [args[1] for _, args in rerun.commands] == [bodies[1], bodies[3]]
-
-
-async def test_a_single_refused_entry_is_run_again_on_its_own():
-    server = FakeAppendServer()
-    append, redis, script = appender(server)
-    redis.noscript = {0}
-    results = await asyncio.gather(
-        append.append("ROOM", b'{"text":"a"}', "u1 a"), append.append("ROOM", b'{"text":"b"}', "u1 b")
+    append, line, _ = appender(server)
+    refused = ResponseError("OOM command not allowed")
+    run = server.run
+    server.run = lambda key, args: refused if args[2] == "u1 b" else run(key, args)
+    outcomes = await asyncio.gather(
+        append.append("ROOM", b"a", "u1 a"), append.append("ROOM", b"b", "u1 b"), return_exceptions=True
     )
-    assert server.runs == {b'{"text":"a"}': 1, b'{"text":"b"}': 1}
-    assert script.calls == 1 and len(redis.executed) == 1
-    assert results == [Appended("2-0", False), Appended("1-0", False)]
+    assert outcomes == [Appended("1-0", False), refused]
 
 
 async def test_a_redis_error_fails_every_message_of_the_batch():
-    append, redis, _ = appender()
-    redis.error = RedisConnectionError("connection lost")
+    append, line, _ = appender()
+    line.error = RedisConnectionError("connection lost")
     outcomes = await asyncio.gather(
         *(append.append("ROOM", f'{{"text":"{n}"}}'.encode(), f"u1 r{n}") for n in range(3)), return_exceptions=True
     )
     assert [type(outcome) for outcome in outcomes] == [RedisConnectionError] * 3
-    redis.error = None
+    line.error = None
     assert await append.append("ROOM", b'{"text":"later"}', "u1 later") == Appended("1-0", False)
 
 
 async def test_a_batch_and_the_next_one_do_not_mix():
-    append, redis, script = appender()
+    append, line, _ = appender()
     first = await asyncio.gather(*(append.append("ROOM", f"{n}".encode(), f"k{n}") for n in range(2)))
     second = await asyncio.gather(*(append.append("ROOM", f"{n}".encode(), f"k{n + 2}") for n in range(3)))
-    assert [len(pipeline.commands) for pipeline in redis.executed] == [2, 3]
+    assert [len(batch) for batch in line.batches] == [2, 3]
     assert [result.event_id for result in first + second] == ["1-0", "2-0", "3-0", "4-0", "5-0"]
 
 
-@pytest.mark.parametrize("failure", [RedisConnectionError("lost"), OSError("reset")])
-async def test_a_failed_single_call_reaches_its_caller(failure):
-    append, _, _ = appender()
+async def test_in_a_cluster_each_call_goes_on_its_own_and_a_failure_stays_its_callers():
+    """No line in a cluster: the calls of a tick go out together through the cluster client, each to its node."""
+    server = FakeAppendServer()
+    script = FakeScript(server)
+    append = MessageAppender(
+        SimpleNamespace(),
+        SimpleNamespace(append_message=script),
+        1000,
+        1000,
+        commands=ClusterCommands(SimpleNamespace()),
+    )
+    run = server.run
 
-    async def failing(keys, args):
-        raise failure
+    def run_or_lose(key: str, args: list[object]) -> list[object] | None:
+        if key == room_key("LOST"):
+            raise OSError("reset")
+        return run(key, args)
 
-    append._script = failing
-    with pytest.raises(type(failure)):
-        await append.append("ROOM", b"{}", "k")
+    server.run = run_or_lose
+    outcomes = await asyncio.gather(
+        append.append("ROOM", b"a", "u1 a"), append.append("LOST", b"b", "u1 b"), return_exceptions=True
+    )
+    assert script.calls == 2
+    assert outcomes[0] == Appended("1-0", False)
+    assert isinstance(outcomes[1], OSError)
 
 
 # SALA_ACK_REPLICAS: the ack waits for WAIT, which goes on the same connection as the appends.
@@ -215,7 +217,13 @@ class FakeReplicatedRedis:
 
 def replicated(redis: FakeReplicatedRedis, replicas: int = 1) -> MessageAppender:
     return MessageAppender(
-        redis, SimpleNamespace(append_message=FakeScript(redis.server)), 1000, 1000, replicas, ack_timeout_ms=250
+        redis,
+        SimpleNamespace(append_message=FakeScript(redis.server)),
+        1000,
+        1000,
+        commands=ClusterCommands(SimpleNamespace()),
+        ack_replicas=replicas,
+        ack_timeout_ms=250,
     )
 
 
@@ -225,9 +233,12 @@ def bodies(n: int) -> list[bytes]:
 
 async def test_with_no_replicas_asked_no_wait_is_sent():
     redis = FakeReplicatedRedis()
-    append = replicated(redis, replicas=0)
+    line = FakeLine(redis.server)
+    script = FakeScript(redis.server)
+    append = MessageAppender(redis, SimpleNamespace(append_message=script), 1000, 1000, commands=line, ack_replicas=0)
     results = await asyncio.gather(*(append.append("ROOM", body, f"u1 r{i}") for i, body in enumerate(bodies(3))))
-    assert redis.rounds == [[("EVALSHA", room_key("ROOM"), f"u1 r{i}") for i in range(3)]]
+    assert redis.rounds == [], "nothing went on a connection of the replicated path, so no WAIT"
+    assert [[dedupe for _, (_, _, dedupe, _) in batch] for batch in line.batches] == [[f"u1 r{i}" for i in range(3)]]
     assert [result.event_id for result in results] == ["1-0", "2-0", "3-0"]
 
 

@@ -41,29 +41,21 @@ class ASGISocket:
 
 
 class UnreachableRedis:
-    """A Redis that fails every pipeline, as during an outage."""
+    """The gateway's commands when Redis is down: every batch fails, as a line out of retries does."""
 
-    def pipeline(self, transaction: bool = True) -> "UnreachableRedis":
-        return self
+    def __init__(self) -> None:
+        self.batches: list[list[tuple]] = []
 
-    async def __aenter__(self) -> "UnreachableRedis":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    def exists(self, key: str) -> "UnreachableRedis":
-        return self
-
-    async def execute(self) -> list:
+    async def run(self, commands: list[tuple]) -> list:
+        self.batches.append(list(commands))
         raise RedisConnectionError("Redis is down")
 
 
-def gateway_context(redis: object) -> object:
+def gateway_context(commands: object) -> object:
     shared_hub = hub()
     shared_hub._control.connected.set()
     ctx = context(hub=shared_hub)
-    ctx.redis = redis
+    ctx.commands = commands
     ctx.verifier = SimpleNamespace(verify=lambda token: principal())
     return ctx
 
@@ -73,6 +65,8 @@ async def test_redis_down_during_the_revocation_check_closes_1013_and_forgets_th
     ctx = gateway_context(UnreachableRedis())
     asgi = ASGISocket()
     await chat_socket(asgi.websocket(), ctx)
+    (batch,) = ctx.commands.batches
+    assert [command[0] for command in batch] == ["EXISTS", "EXISTS", "SADD"], "one round trip: session and index"
     assert asgi.sent[0]["type"] == "websocket.accept"
     assert asgi.sent[-1] == {"type": "websocket.close", "code": Close.TRY_AGAIN, "reason": asgi.sent[-1]["reason"]}
     assert ctx.hub.sessions == {}, "no watcher is left behind"
