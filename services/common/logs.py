@@ -36,11 +36,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-class NoQueryStrings(logging.Filter):
-    """Drop the query string from uvicorn's request lines: a token or room code put there must not be logged."""
+class SocketRequestLines(logging.Filter):
+    """uvicorn's line per WebSocket handshake: shown only at DEBUG, and never with its query string.
+
+    uvicorn logs every handshake at INFO through its error logger. It is an
+    access line, one per socket (the HTTP ones are off as well), and in a
+    reconnect storm a few per cent of the gateway's CPU; at DEBUG it shows,
+    without the query string, where a token or room code must not be logged.
+    """
+
+    def __init__(self, shown: bool) -> None:
+        super().__init__()
+        self.shown = shown
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and '"WebSocket %s"' in str(record.msg):
+            if not self.shown:
+                return False
             record.args = tuple(arg.split("?", 1)[0] if isinstance(arg, str) else arg for arg in record.args)
         return True
 
@@ -64,5 +76,6 @@ def configure_logging(service: str, level: str, fmt: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    logging.getLogger("uvicorn.error").addFilter(NoQueryStrings())
+    error_log = logging.getLogger("uvicorn.error")
+    error_log.filters[:] = [SocketRequestLines(shown=root.isEnabledFor(logging.DEBUG))]
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -16,6 +16,11 @@ stricter where PyJWT coerced: ``exp``, ``iat`` and ``nbf`` must be JSON integers
 ``sub``, ``sid`` and ``username`` strings; a padded segment or a header naming
 ``b64`` is refused too.
 
+The signature is checked with libsodium (PyNaCl), the reference Ed25519,
+about twice as fast here as OpenSSL's through ``cryptography`` (60-85 µs
+against 120-165 per new token), and strict: it refuses non-canonical
+signatures and small-order keys. ``cryptography`` still loads the keys.
+
 A verifier remembers the tokens it accepted lately (``VERIFIED_CACHE_SIZE``,
 least recently used first out), so the same token seen again (a reconnect, a
 second tab, the next API call) skips the signature check, about a tenth of a
@@ -39,12 +44,14 @@ from pathlib import Path
 
 import jwt
 import orjson
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from nacl.exceptions import BadSignatureError
+from nacl.exceptions import ValueError as SodiumValueError
+from nacl.signing import VerifyKey
 
 ALGORITHM = "EdDSA"
 TOKEN_TYPE = "at+jwt"
@@ -140,6 +147,10 @@ class TokenVerifier:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = {public_jwk(key)["kid"]: key for key in keys}
+        self._checkers = {
+            kid: VerifyKey(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+            for kid, key in self._keys.items()
+        }
         self.issuer = issuer
         self.audience = audience
         self._cache: OrderedDict[bytes, Principal] = OrderedDict()
@@ -188,12 +199,12 @@ class TokenVerifier:
         if "b64" in header:
             raise InvalidToken("unencoded payload")
         kid = header.get("kid")
-        key = self._keys.get(kid) if isinstance(kid, str) else None
-        if key is None:
+        checker = self._checkers.get(kid) if isinstance(kid, str) else None
+        if checker is None:
             raise InvalidToken("unknown signing key")
         try:
-            key.verify(_b64url_decode(signature_b64), token[: match.end(2)].encode("ascii"))
-        except InvalidSignature as exc:
+            checker.verify(token[: match.end(2)].encode("ascii"), _b64url_decode(signature_b64))
+        except (BadSignatureError, SodiumValueError) as exc:  # a forged signature, or not 64 bytes
             raise InvalidToken("Signature verification failed") from exc
         claims = _json_object(_b64url_decode(payload_b64))
         if any(claims.get(name) is None for name in REQUIRED_CLAIMS):
