@@ -13,7 +13,10 @@ DEFAULT_WORKLOADS = WORKLOADS[:-1]
 @dataclass
 class Options:
     workloads: list[str] = field(default_factory=lambda: list(DEFAULT_WORKLOADS))
-    fanout: list[Shape] = field(default_factory=lambda: [Shape(50, 10, 1.0), Shape(10, 100, 0.1)])
+    # Rooms of 10, 50 and 100: the sizes the delivery bound is checked in.
+    fanout: list[Shape] = field(
+        default_factory=lambda: [Shape(50, 10, 1.0), Shape(10, 50, 0.4), Shape(10, 100, 0.1)]
+    )
     duration: float = 10.0
     saturation: list[Shape] = field(default_factory=lambda: [Shape(10, 100, 0.0)])
     saturation_start: float = 2500.0
@@ -108,7 +111,7 @@ def parse(argv: list[str] | None = None) -> Options:
     preset.add_argument("--full", action="store_true", help="longer runs, more sizes, profile included")
     parser.add_argument("--workload", action="append", choices=WORKLOADS, help="run only this one (repeatable)")
     parser.add_argument(
-        "--fanout", type=_shapes, help="fan-out shapes ROOMSxMEMBERS@RATE, comma-separated (50x10@1,10x100@0.1)"
+        "--fanout", type=_shapes, help="fan-out shapes ROOMSxMEMBERS@RATE, comma-separated (50x10@1,10x50@0.4,10x100@0.1)"
     )
     parser.add_argument("--duration", type=float, help="seconds each fan-out run sends (10)")
     parser.add_argument("--saturation", type=_shapes, help="shapes whose rate is ramped (10x100)")
