@@ -254,9 +254,10 @@ end
 local room, conn, user = KEYS[1], ARGV[1], ARGV[2]
 if redis.call('EXISTS', room) == 0 then return false end
 redis.call('PERSIST', room)
-redis.call('HSET', room .. ':conns', conn, user .. ' ' .. ARGV[6])
 local event_id = ''
-if redis.call('HINCRBY', room .. ':users', user, 1) == 1 then
+-- A join run again for the same socket (a batch resent after its connection broke) counts the socket once.
+if redis.call('HSET', room .. ':conns', conn, user .. ' ' .. ARGV[6]) == 1
+    and redis.call('HINCRBY', room .. ':users', user, 1) == 1 then
   redis.call('ZREM', room .. ':grace', user)
   if redis.call('HSETNX', room .. ':names', user, ARGV[3]) == 1 then
     event_id = presence_event('join', room, ARGV[3], ARGV[4], ARGV[5])

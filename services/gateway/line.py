@@ -6,17 +6,24 @@ timeout, and giving the connection back. At light load, with a message or two
 per loop tick, that bookkeeping was most of what a message cost the gateway
 (a profile of rooms of 10 put the appender at a fifth of its CPU, nearly all
 of it in ``execute_command``), and a connect's two round trips a tenth of its.
-These callers need less: their batches go out on one connection as they come, several may be in flight, and the replies come
-back in the order the commands went out (Redis answers a connection's commands
+These callers need less: their batches go out on one connection as they
+come, several may be in flight, and the replies come back in the order the
+commands went out (Redis answers a connection's commands
 in order), so one reader, parsing with hiredis everything a socket read
 brought, hands each batch its replies.
 
 redis-py still opens the connection (address, TLS, ``AUTH``, database, as the
 client is configured). A connection that fails fails every batch waiting on
 it; ``run`` then sends the unanswered batch again on a new connection, with the
-client's backoff, as redis-py's retry did: the append script stores a message
-once per dedupe key, and the other batches read, or set what is set already,
-so a batch run twice changes nothing twice.
+client's backoff, as redis-py's retry did. A batch Redis ran before the
+connection broke runs twice then, and nothing is done twice: the append
+script stores a message once per dedupe key, joins and leaves are keyed by
+the socket's id (a second leave finds the socket gone), and the session
+check only reads.
+
+What waits on the line is bounded by the sockets, not by the line: a socket
+has at most one message, one join or one leave in flight, and new sockets
+come through the handshake gate.
 
 Only for one server: in a cluster each room's node is another connection,
 which redis-py's cluster client keeps; ``ClusterCommands`` gives the callers

@@ -220,6 +220,22 @@ async def test_an_out_of_range_since_gets_invalid_since_and_the_latest_events(ne
     assert [event["type"] for event in welcome["history"]] == ["join"]
 
 
+async def test_a_join_run_twice_for_one_socket_counts_it_once(new_user, new_room, redis_client):
+    """A batch resent after its connection broke may run a join again: the socket's one leave must still end it."""
+    alice = await new_user()
+    code = await new_room(alice)
+    scripts = Scripts.register(redis_client)
+    room = room_key(code)
+    args = ["c-alice", alice.id, alice.username, "2026-01-01T00:00:00.000Z", 1000, "gw-x"]
+    first = await scripts.join(keys=[room], args=args)
+    again = await scripts.join(keys=[room], args=args)
+    assert first[0] != "" and again[0] == "", "one join event"
+    assert await redis_client.hget(room + ":users", alice.id) == "1"
+    outcome, *_ = await scripts.leave(keys=[room], args=["c-alice", "ts", 1000, 0])
+    assert outcome == "closed", "she was alone: her one leave closes the room"
+    assert await redis_client.hget(room + ":users", alice.id) is None
+
+
 async def test_a_grace_started_while_the_reaper_works_is_never_dropped(new_user, new_room, redis_client):
     """The reaper reads a room's graces, then settles the index; a grace that began in between must survive."""
     alice, bob = await new_user(), await new_user()
