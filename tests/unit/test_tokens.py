@@ -49,6 +49,11 @@ def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+# Tokens in the tables below are built at import, and the suite may reach them an hour later: they
+# live a day, and the ones meant for the future start two days on.
+TOKEN_LIFETIME = 86400
+
+
 def claims(**overrides: object) -> dict[str, object]:
     """The claims auth puts in a token, with some replaced (a value of None drops the claim)."""
     now = int(time.time())
@@ -60,7 +65,7 @@ def claims(**overrides: object) -> dict[str, object]:
         "username": "alice",
         "iat": now,
         "nbf": now,
-        "exp": now + 600,
+        "exp": now + TOKEN_LIFETIME,
         "jti": uuid.uuid4().hex,
     }
     base.update(overrides)
@@ -214,7 +219,7 @@ FORGERIES: dict[str, Forge] = {
     "expired": _real_key(exp=NOW - 30, iat=NOW - 630, nbf=NOW - 630),
     "exp-missing": _real_key(exp=None),
     "exp-not-a-number": _real_key(exp="never"),
-    "not-yet-valid": _real_key(nbf=NOW + 3600),
+    "not-yet-valid": _real_key(nbf=NOW + 2 * TOKEN_LIFETIME),
     "sub-missing": _real_key(sub=None),
     "sid-missing": _real_key(sid=None),
     "username-missing": _real_key(username=None),
@@ -370,8 +375,8 @@ REFUSED_BY_THE_PARSER: dict[str, Forge] = {
     "tampered-header": _tampered_header,
     "kid-an-object": _real_key({"kid": {"kid": "x"}}),
     "b64-false-header": _real_key({"b64": False}),
-    "exp-numeric-string": _real_key(exp=str(NOW + 600)),
-    "exp-float": _real_key(exp=float(NOW + 600)),
+    "exp-numeric-string": _real_key(exp=str(NOW + TOKEN_LIFETIME)),
+    "exp-float": _real_key(exp=float(NOW + TOKEN_LIFETIME)),
     "exp-beyond-64-bits": _real_key(exp=2**70),
     "exp-null": _real_key_with_null("exp"),
     "iat-string": _real_key(iat="now"),
@@ -379,14 +384,14 @@ REFUSED_BY_THE_PARSER: dict[str, Forge] = {
     "iat-float": _real_key(iat=float(NOW)),
     "iat-true": _real_key(iat=True),
     "iat-false": _real_key(iat=False),
-    "iat-in-the-future": _real_key(iat=NOW + 3600),
+    "iat-in-the-future": _real_key(iat=NOW + 2 * TOKEN_LIFETIME),
     "nbf-string": _real_key(nbf="now"),
     "nbf-numeric-string": _real_key(nbf=str(NOW)),
     "nbf-float": _real_key(nbf=float(NOW)),
     "nbf-true": _real_key(nbf=True),
     "nbf-false": _real_key(nbf=False),
     "nbf-null": _real_key_with_null("nbf"),
-    "nbf-in-the-future": _real_key(nbf=NOW + 3600, iat=NOW),
+    "nbf-in-the-future": _real_key(nbf=NOW + 2 * TOKEN_LIFETIME, iat=NOW),
     "aud-a-list-of-just-ours": _real_key(aud=[AUDIENCE]),
     "aud-null": _real_key_with_null("aud"),
     "iss-null": _real_key_with_null("iss"),
@@ -494,12 +499,12 @@ SAME_VERDICT_AS_PYJWT: dict[str, Forge] = {
     "expired": _by_pyjwt(claims(exp=NOW - 30)),
     "expired-long-ago": _by_pyjwt(claims(exp=0, iat=0, nbf=0)),
     "exp-not-a-number": _by_pyjwt(claims(exp="never")),
-    "exp-a-list": _by_pyjwt(claims(exp=[NOW + 600])),
+    "exp-a-list": _by_pyjwt(claims(exp=[NOW + TOKEN_LIFETIME])),
     "exp-true": _by_pyjwt(claims(exp=True)),
-    "nbf-in-the-future": _by_pyjwt(claims(nbf=NOW + 3600)),
+    "nbf-in-the-future": _by_pyjwt(claims(nbf=NOW + 2 * TOKEN_LIFETIME)),
     "nbf-not-a-number": _by_pyjwt(claims(nbf="soon")),
     "nbf-null": _by_pyjwt(_with_null("nbf")),
-    "iat-in-the-future": _by_pyjwt(claims(iat=NOW + 3600)),
+    "iat-in-the-future": _by_pyjwt(claims(iat=NOW + 2 * TOKEN_LIFETIME)),
     "iat-not-a-number": _by_pyjwt(claims(iat="now")),
     "sub-a-number": _by_pyjwt(claims(sub=1)),
     "jti-a-number": _by_pyjwt(claims(jti=1)),
@@ -520,8 +525,8 @@ SAME_VERDICT_AS_PYJWT: dict[str, Forge] = {
 # Where PyJWT accepts and the verifier refuses: PyJWT takes any time int() takes, no type for sid or
 # username, "=" padding on a segment, and a b64 header of anything but false.
 STRICTER_THAN_PYJWT: dict[str, Forge] = {
-    "exp-float": _by_pyjwt(claims(exp=float(NOW + 600))),
-    "exp-numeric-string": _by_pyjwt(claims(exp=str(NOW + 600))),
+    "exp-float": _by_pyjwt(claims(exp=float(NOW + TOKEN_LIFETIME))),
+    "exp-numeric-string": _by_pyjwt(claims(exp=str(NOW + TOKEN_LIFETIME))),
     "exp-beyond-64-bits": _by_pyjwt(claims(exp=2**70)),
     "iat-float": _by_pyjwt(claims(iat=float(NOW))),
     "iat-numeric-string": _by_pyjwt(claims(iat=str(NOW))),
