@@ -278,7 +278,9 @@ async def test_a_frozen_gateway_presumed_dead_comes_back_under_a_new_id(stack, p
     # Presumed dead meanwhile: back, it closes its sockets so their users rejoin, and beats under a new id.
     assert await b.closed_with(timeout=10) == 1012
     back = await open_socket(bob, code, gateway=1)
-    await back.recv_type("welcome")
+    # The thawed gateway's pub/sub links may still be reconnecting: a socket waits for its room's subscription
+    # up to the gateway's subscribe timeout (10 s), so the welcome may take longer than one.
+    await back.recv_type("welcome", timeout=25)
     after = set(await redis_client.zrange(GATEWAYS, 0, -1))
     assert after - before, "the thawed gateway took a new id"
     assert not await redis_client.smembers(DEAD_GATEWAYS) & after
